@@ -1,0 +1,179 @@
+"""`neds-run`: run a recipe, or one of the sub-commands.
+
+    neds-run RECIPE [--set key.path=value ...]    run the recipe's stages in order
+    neds-run validate RECIPE [--set ...] [--dump] check a recipe and every plugin section
+    neds-run plugins                              list every registered name and its provider
+    neds-run <command> ...                        a sub-command a plugin registered (e.g. synth)
+
+Exit codes: 0 success, 2 bad input (recipe, path, name), 1 a run that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import attrs
+
+from neds_framework import __version__
+from neds_framework.atomic import atomic_write_text
+from neds_framework.errors import NedsError
+from neds_framework.plugins import PluginSet, get_plugins
+from neds_framework.recipe import Recipe, dump_recipe, load_recipe
+from neds_framework.registry import REGISTRY_NAMES
+
+PROG = "neds-run"
+BUILTIN_COMMANDS = {
+    "validate": "check a recipe and all plugin settings without running anything",
+    "plugins": "list every registered name by registry, with the providing distribution",
+}
+
+
+@attrs.frozen
+class RunContext:
+    """What a stage receives: the resolved recipe, the loaded plugins and the run folder."""
+
+    recipe: Recipe
+    plugins: PluginSet
+    run_dir: Path
+
+
+def run_dir_for(recipe: Recipe) -> Path:
+    name = recipe.run.name or Path(recipe.path).stem
+    return Path(recipe.run.dir) / name
+
+
+def run_recipe(recipe: Recipe, plugins: PluginSet) -> RunContext:
+    """Run the recipe's stages in order in its run folder."""
+    context = RunContext(recipe=recipe, plugins=plugins, run_dir=run_dir_for(recipe))
+    context.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(context.run_dir / "recipe.yaml", dump_recipe(recipe))
+    for stage in recipe.stages:
+        entry = plugins.registries.stages.get(stage)
+        print(f"[{PROG}] stage {stage} ({entry.provider})", file=sys.stderr)
+        entry.factory(context)
+    return context
+
+
+# --------------------------------------------------------------------------- sub-commands
+
+
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="path of the recipe YAML file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one recipe key (value parsed as YAML); repeatable",
+    )
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Run the stages a recipe names, in order.")
+    _add_recipe_args(parser)
+    args = parser.parse_args(argv)
+    plugins = get_plugins()
+    recipe = load_recipe(args.recipe, args.overrides, plugins.registries)
+    run_recipe(recipe, plugins)
+    return 0
+
+
+def cmd_validate(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"{PROG} validate", description=BUILTIN_COMMANDS["validate"])
+    _add_recipe_args(parser)
+    parser.add_argument("--dump", action="store_true", help="print the resolved recipe as YAML")
+    args = parser.parse_args(argv)
+    recipe = load_recipe(args.recipe, args.overrides, get_plugins().registries)
+    if args.dump:
+        print(dump_recipe(recipe), end="")
+    else:
+        print(f"{args.recipe}: ok (stages: {', '.join(recipe.stages)})")
+    return 0
+
+
+def cmd_plugins(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"{PROG} plugins", description=BUILTIN_COMMANDS["plugins"])
+    parser.parse_args(argv)
+    plugins = get_plugins()
+    print(f"plugins ({len(plugins.plugins)}):")
+    for p in plugins.plugins:
+        print(f"  {p.name:<22} {p.distribution} {p.version}  [{p.target}]")
+    for kind in REGISTRY_NAMES:
+        registry = plugins.registries[kind]
+        print(f"{kind} ({len(registry)}):")
+        for entry in registry:
+            prov = entry.provider
+            print(f"  {entry.name:<22} {prov.plugin:<18} {prov.distribution} {prov.version}")
+    return 0
+
+
+def _plugin_command(name: str, argv: Sequence[str], plugins: PluginSet) -> int:
+    command = plugins.registries.commands.get(name).factory
+    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=getattr(command, "help", None))
+    command.add_arguments(parser)
+    return int(command.run(parser.parse_args(argv)) or 0)
+
+
+def _usage(plugins: PluginSet | None) -> str:
+    lines = [
+        f"usage: {PROG} RECIPE [--set KEY.PATH=VALUE ...]",
+        f"       {PROG} COMMAND [ARGS ...]",
+        "",
+        "Run a recipe's stages, or one of these commands:",
+    ]
+    commands = dict(BUILTIN_COMMANDS)
+    if plugins is not None:
+        commands.update({e.name: getattr(e.factory, "help", "") for e in plugins.registries.commands})
+    lines += [f"  {name:<10} {text}" for name, text in commands.items()]
+    lines += ["", f"'{PROG} COMMAND --help' describes each command. Exit codes: 0 ok, 2 bad input, 1 failure."]
+    return "\n".join(lines)
+
+
+def dispatch(argv: Sequence[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        try:
+            plugins = get_plugins()
+        except NedsError:
+            plugins = None
+        print(_usage(plugins))
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"{PROG} (neds-framework) {__version__}")
+        return 0
+    head, rest = argv[0], list(argv[1:])
+    if head == "validate":
+        return cmd_validate(rest)
+    if head == "plugins":
+        return cmd_plugins(rest)
+    plugins = get_plugins()
+    if head in plugins.registries.commands:
+        return _plugin_command(head, rest, plugins)
+    if not head.startswith("-") and not Path(head).suffix and not Path(head).exists():
+        raise NedsError(f"'{head}' is neither a command nor a recipe file; see '{PROG} --help'")
+    return cmd_run(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return dispatch(argv)
+    except NedsError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("NEDS_DEBUG"):
+            raise
+        print(f"{PROG}: unexpected error: {type(exc).__name__}: {exc} (set NEDS_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

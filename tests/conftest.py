@@ -1,0 +1,12 @@
+"""Test-wide isolation: no test may read or write the real home folder (ONE and matplotlib write there)."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MPLCONFIGDIR", str(home / ".mpl"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    yield home

@@ -1,0 +1,189 @@
+import textwrap
+
+import pytest
+import yaml
+
+from neds_framework.errors import NedsError
+from neds_framework.recipe import dump_recipe, load_recipe, read_recipe
+from tests.helpers import FakeMasker, FakeTrainSettings, fake_registries
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def regs():
+    return fake_registries()
+
+
+@pytest.fixture
+def base(tmp_path):
+    write(
+        tmp_path / "base.yaml",
+        """
+        stages: [prepare, train]
+        run: {dir: runs, seed: 3}
+        masker: {name: temporal, ratio: 0.2}
+        metrics: [bits_per_spike]
+        train:
+          epochs: 5
+          optimizer: {lr: 0.01}
+        """,
+    )
+    return tmp_path / "base.yaml"
+
+
+def error_of(path, regs, overrides=None):
+    with pytest.raises(NedsError) as err:
+        load_recipe(path, overrides, regs)
+    msg = str(err.value)
+    assert "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+def test_plugin_and_stage_sections_are_structured_by_their_classes(base, regs):
+    recipe = load_recipe(base, registries=regs)
+    assert recipe.stages == ("prepare", "train")
+    assert recipe.run.seed == 3
+    assert recipe.masker.name == "temporal"
+    assert recipe.masker.config == FakeMasker.Settings(ratio=0.2)
+    assert recipe.metrics[0].name == "bits_per_spike" and recipe.metrics[0].config is None
+    assert recipe.section("train") == FakeTrainSettings(epochs=5, optimizer=FakeTrainSettings().optimizer.__class__(lr=0.01))
+
+
+def test_extends_merges_recursively_and_child_wins(base, regs, tmp_path):
+    (tmp_path / "sub").mkdir()
+    child = write(
+        tmp_path / "sub" / "child.yaml",
+        """
+        extends: ../base.yaml
+        train:
+          optimizer: {betas: [0.8, 0.9]}
+        masker: random
+        """,
+    )
+    recipe = load_recipe(child, registries=regs)
+    train = recipe.section("train")
+    assert train.epochs == 5  # from base
+    assert train.optimizer.lr == 0.01  # from base, merged into
+    assert train.optimizer.betas == (0.8, 0.9)  # from child
+    assert recipe.masker.name == "random" and recipe.masker.config == FakeMasker.Settings()  # replaced whole
+
+
+def test_extends_chain_and_list(tmp_path, regs):
+    write(tmp_path / "a.yaml", "stages: [prepare]\nrun: {seed: 1}\n")
+    write(tmp_path / "b.yaml", "run: {dir: elsewhere}\n")
+    write(tmp_path / "c.yaml", "extends: [a.yaml, b.yaml]\nrun: {name: mine}\n")
+    recipe = load_recipe(tmp_path / "c.yaml", registries=regs)
+    assert (recipe.run.seed, recipe.run.dir, recipe.run.name) == (1, "elsewhere", "mine")
+
+
+def test_set_overrides_parse_yaml_values(base, regs):
+    recipe = load_recipe(
+        base,
+        ["train.optimizer.lr=1e-4", "run.seed=7", "masker.ratio=0.5", "stages=[prepare]", "train.amp=true"],
+        regs,
+    )
+    assert recipe.section("train").optimizer.lr == 1e-4
+    assert recipe.run.seed == 7 and recipe.masker.config.ratio == 0.5
+    assert recipe.stages == ("prepare",) and recipe.section("train").amp is True
+
+
+def test_dump_round_trips(base, regs, tmp_path):
+    recipe = load_recipe(base, ["masker.expand_prob=0.1"], regs)
+    text = dump_recipe(recipe)
+    dumped = yaml.safe_load(text)
+    assert dumped["train"]["optimizer"]["betas"] == [0.9, 0.999]  # defaults filled in
+    again = load_recipe(write(tmp_path / "dumped.yaml", text), registries=regs)
+    assert dump_recipe(again) == text
+    assert again.masker == recipe.masker and again.sections == recipe.sections
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.optimizer.lr=fast", "train.optimizer.lr: expected float, got 'fast'"),
+        ("train.epochs=2.5", "train.epochs: expected int, got 2.5"),
+        ("train.amp=maybe", "train.amp: expected bool, got 'maybe'"),
+        ("train.optimizer.lrr=1", "train.optimizer.lrr: unknown key; did you mean 'lr'?"),
+        ("masker.ratoi=1", "masker.ratoi: unknown key; did you mean 'ratio'?"),
+        ("masker.name=tmporal", "masker.name: unknown masker 'tmporal'; did you mean 'temporal'?"),
+        ("metrics=[bits_per_spike, bps]", "metrics[1].name: unknown metric 'bps'"),
+        ("stages=[prepare, trian]", "stages[1]: unknown stage 'trian'; did you mean 'train'?"),
+        ("trian={epochs: 1}", "trian: unknown key; did you mean 'train'?"),
+        ("run.seed=[1]", "run.seed: expected int, got [1]"),
+    ],
+)
+def test_bad_values_name_file_and_key_path(base, regs, override, expected):
+    msg = error_of(base, regs, [override])
+    assert expected in msg
+    assert msg.startswith("--set") or msg.startswith(str(base))
+
+
+def test_error_names_the_file_that_set_the_key(base, regs, tmp_path):
+    child = write(tmp_path / "child.yaml", "extends: base.yaml\nrun: {seed: x}\n")
+    assert error_of(child, regs).startswith(f"{child}: run.seed: expected int, got 'x'")
+    # A key only the base set is reported against the base file.
+    write(tmp_path / "base.yaml", (tmp_path / "base.yaml").read_text() + "modalities: 3\n")
+    write(child, "extends: base.yaml\n")
+    assert error_of(child, regs).startswith(f"{tmp_path / 'base.yaml'}: modalities:")
+
+
+def test_set_errors_name_the_override(base, regs):
+    assert error_of(base, regs, ["train.epochs=x"]).startswith("--set train.epochs: train.epochs: expected int")
+
+
+def test_missing_extends_file(tmp_path, regs):
+    rec = write(tmp_path / "r.yaml", "extends: nope.yaml\nstages: [prepare]\n")
+    msg = error_of(rec, regs)
+    assert str(rec) in msg and "extends" in msg and "nope.yaml" in msg and "not found" in msg
+
+
+def test_extends_cycle(tmp_path, regs):
+    write(tmp_path / "a.yaml", "extends: b.yaml\nstages: [prepare]\n")
+    write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    assert "cycle" in error_of(tmp_path / "a.yaml", regs)
+
+
+def test_yaml_syntax_error_has_line_and_column(tmp_path, regs):
+    rec = write(tmp_path / "bad.yaml", "stages: [prepare\nrun: {seed: 1}\n")
+    msg = error_of(rec, regs)
+    assert msg.startswith(f"{rec}: line ") and "YAML syntax error" in msg
+
+
+def test_missing_recipe_file_and_non_mapping(tmp_path, regs):
+    assert "not found" in error_of(tmp_path / "missing.yaml", regs)
+    assert "must be a mapping" in error_of(write(tmp_path / "list.yaml", "- a\n- b\n"), regs)
+
+
+def test_missing_stages_and_missing_component_name(tmp_path, regs):
+    assert "stages: missing required key" in error_of(write(tmp_path / "r.yaml", "run: {seed: 1}\n"), regs)
+    rec = write(tmp_path / "m.yaml", "stages: [prepare]\nmasker: {ratio: 0.1}\n")
+    assert "masker: missing key 'name'" in error_of(rec, regs)
+
+
+def test_bad_set_syntax(base, regs):
+    assert "expected key.path=value" in error_of(base, regs, ["train.epochs"])
+    assert "not valid YAML" in error_of(base, regs, ["train.epochs=[1"])
+
+
+def test_plugin_without_settings_rejects_settings(base, regs):
+    assert "takes no settings" in error_of(base, regs, ["metrics=[{name: bits_per_spike, x: 1}]"])
+
+
+def test_read_recipe_records_origins(base, tmp_path):
+    child = write(tmp_path / "child.yaml", "extends: base.yaml\ntrain: {epochs: 9}\n")
+    raw = read_recipe(child)
+    assert raw.origin(("train", "epochs")) == str(child)
+    assert raw.origin(("train", "optimizer", "lr")) == str(base)
+    assert raw.data["train"] == {"epochs": 9, "optimizer": {"lr": 0.01}}
+
+
+def test_without_registries_only_the_core_schema_is_known(base, tmp_path):
+    core = write(tmp_path / "core.yaml", "stages: [prepare]\nmasker: {name: anything, ratio: 1}\n")
+    recipe = load_recipe(core, registries=None)
+    assert recipe.masker.name == "anything" and recipe.masker.config == {"ratio": 1}
+    with pytest.raises(NedsError, match="train: unknown key"):
+        load_recipe(base, registries=None)  # stage sections need the stage registry
