@@ -1,0 +1,1 @@
+"""The run engine: the stages a recipe names (prepare, and later train, eval, finetune)."""

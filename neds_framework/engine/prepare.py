@@ -1,0 +1,83 @@
+"""The `prepare` stage: data source -> one HDF5 store, skipped when the store is current.
+
+The store's path comes from the recipe alone (`data.store`, or a name derived from the data
+section), so later stages find it without re-running the source; whether its content is current
+is decided by the hash of the full preprocessing settings, including the session list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import attrs
+from tqdm import tqdm
+
+from neds_framework import __version__
+from neds_framework.data.store import SessionStore, StoreWriter, store_is_current
+from neds_framework.errors import NedsError
+from neds_framework.recipe import Recipe, make_converter
+
+
+@attrs.frozen
+class PrepareSettings:
+    """Settings of the prepare stage (recipe section `prepare:`)."""
+
+    force: bool = False  # rebuild even when the store is current
+    progress: bool = True  # a progress bar over sessions
+
+
+def store_path(recipe: Recipe) -> Path:
+    """Where the recipe's prepared store lives."""
+    data = _data_section(recipe)
+    if data.store:
+        return Path(data.store)
+    section = json.dumps(make_converter(None).unstructure(data.source), sort_keys=True, default=str)
+    digest = hashlib.sha256(section.encode()).hexdigest()[:12]
+    return Path(recipe.run.dir) / "prepared" / f"{data.source.name}-{digest}.h5"
+
+
+def _data_section(recipe: Recipe):
+    if recipe.data is None:
+        raise NedsError(f"{recipe.path}: data: missing; the prepare stage needs data.source (e.g. {{name: ibl, ...}})")
+    return recipe.data
+
+
+def make_source(context):
+    spec = _data_section(context.recipe).source
+    return context.plugins.registries.data_sources.get(spec.name).factory(spec.config)
+
+
+def run_prepare(context) -> Path:
+    settings: PrepareSettings = context.recipe.section("prepare") or PrepareSettings()
+    source = make_source(context)
+    eids = source.eids()
+    full_settings = {**source.settings_for_hash(), "eids": list(eids)}
+    path = store_path(context.recipe)
+    if not settings.force and store_is_current(path, full_settings):
+        print(f"prepare: {path} is current ({len(eids)} sessions); skipped")
+        return path
+    with StoreWriter(path, full_settings, framework_version=__version__) as writer:
+        for eid in tqdm(eids, desc="prepare", unit="session", disable=not settings.progress, file=sys.stderr):
+            writer.add(source.prepare(eid))
+    print_report(path)
+    return path
+
+
+def print_report(path: Path) -> None:
+    """One line per session: what was kept and what was excluded or absent."""
+    with SessionStore(path) as store:
+        print(f"prepared {len(store.eids)} session(s) into {path}")
+        print(f"  {'session':<10} {'trials':>11} {'neurons':>11}  modalities / excluded / absent")
+        for eid in store.eids:
+            info = store.info(eid)
+            rep = info.report
+            excluded = ", ".join(f"{k} {v}" for k, v in rep.get("trials_excluded", {}).items() if v)
+            absent = ", ".join(f"{k} ({why})" for k, why in rep.get("absent", {}).items())
+            print(
+                f"  {eid[:8]:<10} {rep.get('trials_kept', info.n_trials):>5}/{rep.get('trials_total', '?'):<5} "
+                f"{rep.get('neurons_kept', info.n_neurons):>5}/{rep.get('neurons_total', '?'):<5}  "
+                f"{','.join(info.modalities)} / {excluded or '-'} / {absent or '-'}"
+            )
