@@ -69,7 +69,11 @@ def _discover(path: list[str] | None) -> list[entrypoints.EntryPoint]:
         seen = found.get(ep.name)
         if seen is None:
             found[ep.name] = ep
-        elif (seen.module_name, seen.object_name) != (ep.module_name, ep.object_name):
+        elif (seen.module_name, seen.object_name) == (ep.module_name, ep.object_name):
+            # Prefer the installed record (it has a version) over a source tree's egg-info.
+            if _version(seen) is None:
+                found[ep.name] = ep
+        else:
             raise NedsError(
                 f"two installed distributions declare the plugin '{ep.name}': "
                 f"{_dist_name(seen)} ({_target(seen)}) and {_dist_name(ep)} ({_target(ep)}); uninstall one"
@@ -85,6 +89,10 @@ def _dist_name(ep: entrypoints.EntryPoint) -> str:
         return importlib.metadata.distribution(ep.distro.name).metadata["Name"]
     except importlib.metadata.PackageNotFoundError:
         return ep.distro.name
+
+
+def _version(ep: entrypoints.EntryPoint) -> str | None:
+    return ep.distro.version if ep.distro is not None else None
 
 
 def _target(ep: entrypoints.EntryPoint) -> str:
@@ -127,7 +135,7 @@ def load_plugins(selection: str | None = None, path: list[str] | None = None) ->
             LoadedPlugin(
                 name=ep.name,
                 distribution=_dist_name(ep),
-                version=ep.distro.version if ep.distro is not None else "",
+                version=_version(ep) or "",
                 target=_target(ep),
             )
         )
