@@ -1,0 +1,107 @@
+"""Session-grouped batches from the store, for training and evaluation.
+
+Every batch holds trials of one session, so each per-session input and output layer runs once
+per batch (sessions have different neuron counts). The plan of an epoch — which trials go into
+which batch, and in what order the batches come — is a pure function of (seed, epoch), so a
+resumed run replays exactly the batches an uninterrupted one would, and distributed ranks can
+shard the same plan without talking to each other.
+
+Reading is lazy: a batch reads only its trials' chunks from the HDF5 store, so memory stays flat
+however many sessions the store holds.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import attrs
+import numpy as np
+import torch
+
+from neds_framework.data.store import SessionStore
+
+#: Modalities stored as integer class indices (everything else is read as float32).
+_INTEGER_MODALITIES = ("choice", "block")
+
+
+@attrs.frozen
+class BatchKey:
+    """Which trials of which session make one batch."""
+
+    session: str
+    trials: tuple[int, ...]
+
+
+def plan_epoch(
+    store: SessionStore,
+    split: str,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    sessions: Sequence[str] | None = None,
+) -> list[BatchKey]:
+    """All batches of one epoch over a split, in the order they are to be used."""
+    rng = np.random.default_rng([seed, epoch])
+    keys: list[BatchKey] = []
+    for eid in sessions if sessions is not None else store.eids:
+        idx = store.split(eid, split)
+        if shuffle:
+            idx = rng.permutation(idx)
+        stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
+        keys.extend(BatchKey(eid, tuple(int(i) for i in idx[i : i + batch_size])) for i in range(0, stop, batch_size))
+    if shuffle:
+        keys = [keys[i] for i in rng.permutation(len(keys))]
+    return keys
+
+
+def shard(keys: list[BatchKey], rank: int, world_size: int) -> list[BatchKey]:
+    """This rank's share of an epoch: every rank gets the same number of batches (wrapping round)."""
+    if world_size <= 1:
+        return keys
+    per_rank = -(-len(keys) // world_size)
+    padded = [keys[i % len(keys)] for i in range(per_rank * world_size)]
+    return padded[rank::world_size]
+
+
+class StoreBatches(torch.utils.data.Dataset):
+    """Maps a `BatchKey` to (session, {modality: tensor}); use with a DataLoader and batch_size=None."""
+
+    def __init__(self, store: SessionStore, modalities: Sequence[str], with_truth: bool = False):
+        self.store = store
+        self.modalities = tuple(modalities)
+        self.with_truth = with_truth
+        self._info: dict = {}
+
+    def _session_info(self, eid: str):
+        if eid not in self._info:
+            self._info[eid] = self.store.info(eid)
+        return self._info[eid]
+
+    def __getitem__(self, key: BatchKey) -> tuple[str, dict[str, torch.Tensor]]:
+        trials = np.asarray(key.trials, dtype=np.int64)
+        info = self._session_info(key.session)
+        values = {}
+        for name in self.modalities:
+            if name not in info.modalities:
+                continue
+            array = self.store.read(key.session, name, trials)
+            dtype = np.int64 if name in _INTEGER_MODALITIES else np.float32
+            values[name] = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+        if self.with_truth and "rates" in info.truth:
+            values["truth_rates"] = torch.from_numpy(self.store.read_truth(key.session, "rates", trials).astype(np.float32))
+        return key.session, values
+
+    def __len__(self) -> int:  # the DataLoader's sampler defines the epoch, not this dataset
+        raise TypeError("StoreBatches is indexed by BatchKey; iterate a plan from plan_epoch instead")
+
+
+def batch_loader(
+    dataset: StoreBatches, keys: list[BatchKey], workers: int = 0, prefetch: int = 4
+) -> Iterator[tuple[str, dict[str, torch.Tensor]]]:
+    """Batches in plan order; with workers > 0, reading and decompressing overlaps the step."""
+    kwargs = {"num_workers": workers, "batch_size": None, "sampler": keys, "collate_fn": lambda item: item}
+    if workers > 0:
+        kwargs.update(prefetch_factor=prefetch, persistent_workers=False)
+    return iter(torch.utils.data.DataLoader(dataset, **kwargs))
