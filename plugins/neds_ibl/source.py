@@ -360,7 +360,7 @@ class IblSource:
 
         try:
             rates = self.one.load_dataset(eid, "truth.rates.npy", collection="neds_truth")
-            units = self.one.load_dataset(eid, "truthUnits.uuids.npy", collection="neds_truth")
+            units = self.one.load_dataset(eid, "truth.uuids.npy", collection="neds_truth")
         except ALFObjectNotFound:
             return {}
         column = {u: i for i, u in enumerate(np.asarray(units, dtype=str))}

@@ -1,174 +1,294 @@
-"""The simulated IBL task: trials, wheel, cameras, and the covariates that drive the neurons.
+"""The simulated IBL visual decision task: trials, wheel, cameras, and the covariates that drive the neurons.
 
-Everything is drawn from one numpy Generator and built on a fine time grid (`DT`), vectorised
-over trials: events become impulse trains, impulse trains are convolved with kernels.
-Conventions follow IBL's ALF data: times in seconds from session start; contrasts from
-{1, .25, .125, .0625, 0} on the stimulus side and NaN on the other; choice −1 / +1 / 0 (no-go),
-where −1 (a counter-clockwise turn) reports a stimulus on the right and +1 one on the left;
-probabilityLeft 0.5 for the first 90 trials, then 0.2/0.8 blocks.
+Conventions are IBL's ALF ones (ibllib's extractors): times in seconds from session start;
+contrasts from {1, .25, .125, .0625, 0} on the stimulus side and NaN on the other;
+`choice` +1 is a clockwise (CW) wheel turn, which reports a stimulus on the LEFT, −1 a
+counter-clockwise (CCW) turn reporting one on the RIGHT, 0 a no-go; `wheel.position` is in
+radians with CCW positive, so a +1 choice drives the position down and a −1 choice up;
+`probabilityLeft` is 0.5 for the first 90 trials, then alternating 0.2/0.8 blocks.
+
+All sampling is vectorised over trials and events. The neural covariates live on a fine grid of
+step `DT`; each is piecewise constant on it, which is what makes the ground truth exact.
 """
 
 from __future__ import annotations
 
 import attrs
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy.signal import lfilter, oaconvolve
+from scipy.special import ndtr
 
-DT = 0.01  # fine grid step (s): covariates and firing rates are piecewise constant on it
-CONTRASTS = np.array([1.0, 0.25, 0.125, 0.0625, 0.0])
-UNBIASED_TRIALS = 90
+DT = 0.005  # fine grid step (s): covariates and firing rates are piecewise constant on it
 COVARIATES = ("stimulus", "choice", "block", "wheel", "whisker", "latent")
+
+CONTRASTS = np.array([1.0, 0.25, 0.125, 0.0625, 0.0])
+CONTRAST_P = np.array([2.0, 2.0, 2.0, 2.0, 1.0]) / 9.0  # zero contrast half as often, as in IBL's biased task
+UNBIASED_TRIALS = 90
+BLOCK_MIN, BLOCK_MAX, BLOCK_SCALE = 20, 100, 60.0  # IBL: exponential(60) truncated to [20, 100]: mean ~51
+
+WHEEL_TICK = 2 * np.pi / 4096  # 1024-line rotary encoder read in X4 mode: IBL's position resolution
+WHEEL_CLOCK = 0.001  # the encoder is polled at 1 kHz; a sample is written only when the tick count changes
+SPEED_SCALE = 2.0  # rad/s: a typical peak turning speed, the wheel covariate's unit
+
+SESSION_LEAD = 10.0  # s of spontaneous activity before the first trial, and after the last
+CAMERA_FS = {"left": 60.0, "right": 150.0, "body": 30.0}
 
 
 @attrs.frozen
 class Task:
-    trials: dict  # ALF trial attributes, one value per trial
-    wheel: dict  # ALF wheel (position, timestamps) and wheelMoves (intervals, peakAmplitude)
-    cameras: dict  # {'left': (times, energy), 'right': ..., 'body': ...}
-    grid: np.ndarray  # fine time grid (start of each step)
-    covariates: np.ndarray  # (len(grid), len(COVARIATES)) float32, standardised
+    """One simulated session's behaviour and the neural covariates derived from it."""
+
+    trials: dict  # ALF trial attributes, one value per trial (NaN where IBL would have NaN)
+    wheel: dict  # {'wheel': {position, timestamps}, 'wheelMoves': {intervals, peakAmplitude}}
+    cameras: dict  # {'left': (times, ROIMotionEnergy), 'right': ..., 'body': ...}
+    covariates: np.ndarray  # (len(COVARIATES), n_steps) float32, in fixed units (see _covariates)
+    duration: float  # session length (s); the grid is k * DT for k < n_steps
+
+    @property
+    def n_steps(self) -> int:
+        return self.covariates.shape[1]
+
+
+@attrs.frozen
+class _Moves:
+    """What the mouse really did in each trial, including what the ALF table hides (NaN)."""
+
+    onset: np.ndarray  # movement onset; NaN on no-go trials
+    duration: np.ndarray  # time from onset to the end of the turn
+    amplitude: np.ndarray  # signed wheel displacement (rad), CCW positive
+    true_stim_on: np.ndarray  # stimulus onset, also where the photodiode 'missed' it
+
+
+# --------------------------------------------------------------------------------------------- trials
 
 
 def _block_priors(rng: np.random.Generator, n: int) -> np.ndarray:
-    """0.5 for the unbiased start, then alternating 0.2/0.8 blocks of 20–100 trials (mean ~50)."""
-    prior = np.full(n, 0.5)
-    lengths = np.clip(20 + rng.exponential(40, size=n // 20 + 2), 20, 100).astype(int)
-    bounds = UNBIASED_TRIALS + np.concatenate([[0], np.cumsum(lengths)])
-    first = rng.choice([0.2, 0.8])
-    block_of_trial = np.searchsorted(bounds, np.arange(n), side="right") - 1
-    biased = np.arange(n) >= UNBIASED_TRIALS
-    prior[biased] = np.where(block_of_trial[biased] % 2 == 0, first, 1.0 - first)
-    return prior
+    """0.5 for the unbiased start, then alternating 0.2/0.8 blocks of truncated-exponential length."""
+    n_blocks = max(n - UNBIASED_TRIALS, 0) // BLOCK_MIN + 1
+    # Inverse CDF of an exponential truncated to [BLOCK_MIN, BLOCK_MAX]: no rejection loop.
+    span = 1.0 - np.exp(-(BLOCK_MAX - BLOCK_MIN) / BLOCK_SCALE)
+    lengths = np.rint(BLOCK_MIN - BLOCK_SCALE * np.log1p(-rng.random(n_blocks) * span)).astype(int)
+    first_left = rng.random() < 0.5
+    block = np.searchsorted(np.cumsum(lengths), np.arange(max(n - UNBIASED_TRIALS, 0)), side="right")
+    biased = np.where((block % 2 == 0) == first_left, 0.8, 0.2)
+    return np.concatenate([np.full(min(n, UNBIASED_TRIALS), 0.5), biased])
 
 
-def _trial_table(rng: np.random.Generator, n: int) -> dict:
+def _choices(rng: np.random.Generator, left: np.ndarray, contrast: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Psychometric choice: P(report left) from the left-positive contrast and the block prior."""
+    signed_left = np.where(left, contrast, -contrast)
+    bias = 0.12 * (prior - 0.5) / 0.3  # a 0.8 block shifts the curve by 12 % contrast towards 'left'
+    lapse = 0.05
+    p_left = lapse + (1 - 2 * lapse) * ndtr((signed_left + bias) / 0.12)
+    choice = np.where(rng.random(left.size) < p_left, 1.0, -1.0)  # +1 (CW) reports left
+    choice[rng.random(left.size) < 0.015] = 0.0  # rare no-go: the 60 s response window runs out
+    return choice
+
+
+def _reaction_times(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Lognormal (median 0.3 s) plus the odd trials NEDS's filters drop: > 10 s and anticipatory."""
+    rt = np.exp(rng.normal(np.log(0.3), 0.7, n))
+    kind = rng.random(n)
+    slow, early = kind < 0.015, (kind >= 0.015) & (kind < 0.03)
+    rt[slow] = rng.uniform(10.5, 40.0, slow.sum())
+    rt[early] = -rng.uniform(0.02, 0.3, early.sum())  # moved before the stimulus appeared
+    return rt
+
+
+def _trials(rng: np.random.Generator, n: int) -> tuple[dict, _Moves]:
     prior = _block_priors(rng, n)
     left = rng.random(n) < prior  # the stimulus side follows the block prior
-    contrast = rng.choice(CONTRASTS, size=n, p=[0.2, 0.2, 0.2, 0.2, 0.2])
-    signed = np.where(left, -contrast, contrast)  # right positive
-    # Psychometric choice: P(report left, choice +1) from contrast and the block prior.
-    p_left = 1.0 / (1.0 + np.exp(-(-6.0 * signed + 2.5 * (prior - 0.5) * 2)))
-    choice = np.where(rng.random(n) < p_left, 1.0, -1.0)
-    nogo = rng.random(n) < 0.015
-    choice[nogo] = 0.0
-    correct = np.where(left, 1.0, -1.0)
-    feedback = np.where(choice == correct, 1.0, -1.0)
+    contrast = rng.choice(CONTRASTS, size=n, p=CONTRAST_P)
+    choice = _choices(rng, left, contrast, prior)
+    nogo = choice == 0
+    feedback = np.where(choice == np.where(left, 1.0, -1.0), 1.0, -1.0)
 
-    quiescence = np.clip(0.4 + rng.exponential(0.35, n), 0.4, 0.7)
-    rt = np.exp(rng.normal(np.log(0.3), 0.6, n))
-    # Some trials for NEDS's filters: very slow, anticipatory (negative RT), or movement undetected.
-    odd = rng.random(n)
-    rt[odd < 0.02] = rng.uniform(10.5, 30.0, (odd < 0.02).sum())
-    rt[(odd >= 0.02) & (odd < 0.04)] = -rng.uniform(0.05, 0.2, ((odd >= 0.02) & (odd < 0.04)).sum())
-    move_duration = rng.uniform(0.15, 0.6, n)
-    response_delay = np.where(nogo, 60.0, np.maximum(rt, 0.0) + move_duration)
-    feedback_to_end = np.where(feedback > 0, 1.0, 2.0)
-    trial_length = 0.1 + quiescence + response_delay + feedback_to_end + rng.uniform(0.4, 0.8, n)
-    start = 10.0 + np.concatenate([[0.0], np.cumsum(trial_length)[:-1]])
-    stim_on = start + 0.1 + quiescence
+    # Trial timeline: ITI start → (mouse holds still: extra wait + quiescence) → stimOn = goCue →
+    # movement → response = feedback → stimulus stays 1 s (correct) or 2 s (error) → ITI end.
+    quiescence = 0.2 + np.clip(rng.exponential(0.35, n), 0.2, 0.5)  # IBL: 0.4–0.7 s
+    wait = np.minimum(rng.exponential(0.8, n), 10.0)  # fidgets restart the quiescence timer
+    rt = _reaction_times(rng, n)
+    move_duration = rng.uniform(0.15, 0.5, n)
+    response_delay = np.where(nogo, 60.0, np.maximum(rt + move_duration, 0.05))
+    stim_shown = np.where(feedback > 0, 1.0, 2.0)
+    iti = 0.5 + rng.uniform(0.0, 0.1, n)
+    length = 0.1 + wait + quiescence + response_delay + stim_shown + iti
+    start = SESSION_LEAD + np.concatenate([[0.0], np.cumsum(length)[:-1]])
+    stim_on = start + 0.1 + wait + quiescence
     response = stim_on + response_delay
+    stim_off = response + stim_shown
+
     first_movement = np.where(nogo, np.nan, stim_on + rt)
-    first_movement[(odd >= 0.04) & (odd < 0.05)] = np.nan
-    feedback_times = response + 0.001
-    reward = np.where(feedback > 0, rng.choice([1.5, 2.0, 3.0]), 0.0)
-    return {
+    table_stim_on = stim_on.copy()
+    kind = rng.random(n)
+    first_movement[kind < 0.01] = np.nan  # movement onset not detected, although the mouse moved
+    table_stim_on[kind > 0.995] = np.nan  # photodiode missed the stimulus
+    reward = rng.choice([1.5, 2.0, 2.5, 3.0])  # µl, fixed for the session as in the rig settings
+    trials = {
         "intervals_0": start,
-        "intervals_1": feedback_times + feedback_to_end,
-        "quiescencePeriod": quiescence,
-        "stimOn_times": stim_on,
-        "goCue_times": stim_on + 1e-4,
-        "firstMovement_times": first_movement,
+        "intervals_1": stim_off + iti,
+        "stimOn_times": table_stim_on,
+        "goCue_times": stim_on + rng.uniform(0.0005, 0.003, n),
         "response_times": response,
-        "feedback_times": feedback_times,
-        "stimOff_times": feedback_times + feedback_to_end,
+        "firstMovement_times": first_movement,
+        "feedback_times": response + rng.uniform(0.0, 0.001, n),
         "contrastLeft": np.where(left, contrast, np.nan),
         "contrastRight": np.where(left, np.nan, contrast),
         "probabilityLeft": prior,
         "choice": choice,
         "feedbackType": feedback,
-        "rewardVolume": reward,
-        "_move_duration": move_duration,
+        "rewardVolume": np.where(feedback > 0, reward, 0.0),
+        "stimOff_times": stim_off,
+        "quiescencePeriod": quiescence,
     }
+    # A turn overshoots the 0.28 rad response threshold a little; CCW (+) for choice −1.
+    amplitude = np.where(nogo, 0.0, -choice * rng.uniform(0.3, 0.6, n))
+    moves = _Moves(onset=np.where(nogo, np.nan, stim_on + rt), duration=move_duration * 1.6, amplitude=amplitude, true_stim_on=stim_on)
+    return trials, moves
 
 
-def _impulses(grid_len: int, times: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    out = np.zeros(grid_len)
-    ok = np.isfinite(times) & np.isfinite(weights)
-    np.add.at(out, np.clip((times[ok] / DT).astype(int), 0, grid_len - 1), weights[ok])
-    return out
+# ---------------------------------------------------------------------------------------------- wheel
 
 
-def _kernel(duration: float, shape: str) -> np.ndarray:
-    t = np.arange(0, duration, DT)
-    if shape == "transient":
-        return (1 - np.exp(-t / 0.03)) * np.exp(-t / 0.15)
-    return np.sin(np.pi * t / duration) ** 2  # a smooth bump
+def _fidgets(rng: np.random.Generator, trials: dict, duration: float) -> tuple[np.ndarray, ...]:
+    """Small spontaneous turns, only where the task allows them: between feedback and the next quiescence."""
+    onset = np.sort(rng.uniform(0.0, duration, rng.poisson(0.25 * duration)))
+    length = rng.uniform(0.15, 0.4, onset.size)
+    amplitude = rng.normal(0.0, 0.04, onset.size)
+    nxt = np.searchsorted(trials["goCue_times"], onset)  # the next trial (goCue ≈ stimOn, never NaN)
+    lo = np.concatenate([[0.0], trials["feedback_times"]])[nxt]
+    hi = np.concatenate([trials["goCue_times"] - trials["quiescencePeriod"], [duration]])[nxt]
+    keep = (onset >= lo) & (onset + length <= hi)
+    return onset[keep], length[keep], amplitude[keep]
 
 
-def _wheel(rng: np.random.Generator, trials: dict, grid: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Wheel velocity on the grid and its ALF files: turns in the choice direction, small fidgets."""
-    n = len(grid)
-    moved = np.isfinite(trials["firstMovement_times"]) & (trials["choice"] != 0)
-    # Displacement ~0.3 rad (to threshold); choice +1 turns clockwise, i.e. negative position.
-    amplitude = -trials["choice"] * rng.uniform(0.25, 0.4, len(moved)) * moved
-    bump = _kernel(0.4, "bump")
-    bump /= bump.sum() * DT  # unit area: velocity integrates to the displacement
-    velocity = fftconvolve(_impulses(n, trials["firstMovement_times"], amplitude), bump)[:n]
-    fidget_times = rng.uniform(grid[0], grid[-1], int((grid[-1] - grid[0]) / 8))
-    velocity += fftconvolve(_impulses(n, fidget_times, rng.normal(0, 0.05, fidget_times.size)), bump)[:n]
-    position = np.cumsum(velocity) * DT
-    # The encoder reports irregularly: densely while moving, rarely at rest.
-    moving = np.abs(velocity) > 0.05
-    keep = np.where(moving, rng.random(n) < 0.6, rng.random(n) < 0.004)
-    keep[[0, -1]] = True
-    stamps = grid[keep] + rng.uniform(0, DT * 0.9, keep.sum())
-    starts = np.concatenate([trials["firstMovement_times"][moved], fidget_times])
-    order = np.argsort(starts)
-    intervals = np.stack([starts, starts + 0.4], axis=1)[order]
-    peaks = np.concatenate([amplitude[moved], np.zeros(fidget_times.size)])[order]
-    return velocity, {
-        "wheel": {"position": np.interp(stamps, grid, position), "timestamps": stamps},
-        "wheelMoves": {"intervals": intervals, "peakAmplitude": peaks},
+def _velocity(onset: np.ndarray, length: np.ndarray, amplitude: np.ndarray, n_steps: int) -> np.ndarray:
+    """Sum of sin² velocity bumps on the grid, each integrating to its amplitude."""
+    steps = np.ceil(length / DT).astype(int) + 1
+    first = np.floor(onset / DT).astype(int)
+    event = np.repeat(np.arange(onset.size), steps)
+    step = np.repeat(first, steps) + (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps))
+    phase = np.clip(((step + 0.5) * DT - onset[event]) / length[event], 0.0, 1.0)
+    value = amplitude[event] * 2.0 / length[event] * np.sin(np.pi * phase) ** 2
+    ok = step < n_steps
+    return np.bincount(step[ok], weights=value[ok], minlength=n_steps)
+
+
+def _encoder_samples(rng: np.random.Generator, velocity: np.ndarray, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """What IBL's rotary encoder writes: a sample at each tick change, so dense while turning, none at rest."""
+    position = np.concatenate([[0.0], np.cumsum(velocity) * DT])  # at the grid edges k * DT
+    clock = np.arange(0.0, duration, WHEEL_CLOCK)
+    ticks = np.rint(np.interp(clock, np.arange(position.size) * DT, position) / WHEEL_TICK)
+    change = np.flatnonzero(np.diff(ticks)) + 1
+    idx = np.concatenate([[0], change])
+    stamps = clock[idx] + rng.uniform(0.0, WHEEL_CLOCK, idx.size)  # sub-ms jitter keeps the order
+    return ticks[idx] * WHEEL_TICK, stamps
+
+
+def _wheel(rng: np.random.Generator, trials: dict, moves: _Moves, duration: float, n_steps: int) -> tuple[np.ndarray, dict]:
+    moved = np.isfinite(moves.onset)
+    f_onset, f_length, f_amp = _fidgets(rng, trials, duration)
+    onset = np.concatenate([moves.onset[moved], f_onset])
+    length = np.concatenate([moves.duration[moved], f_length])
+    amplitude = np.concatenate([moves.amplitude[moved], f_amp])
+    velocity = _velocity(onset, length, amplitude, n_steps)
+    position, stamps = _encoder_samples(rng, velocity, duration)
+    # IBL's movement detector misses turns below a few ticks.
+    detected = np.abs(amplitude) >= 8 * WHEEL_TICK
+    order = np.argsort(onset[detected], kind="stable")
+    alf = {
+        "wheel": {"position": position, "timestamps": stamps},
+        "wheelMoves": {
+            "intervals": np.stack([onset, onset + length], axis=1)[detected][order],
+            "peakAmplitude": amplitude[detected][order],
+        },
     }
+    return velocity, alf
 
 
-def _latent(rng: np.random.Generator, n: int, tau: float = 1.0) -> np.ndarray:
-    """A slow shared latent: white noise smoothed with an exponential kernel of `tau` seconds."""
-    kernel = np.exp(-np.arange(0, 5 * tau, DT) / tau)
-    return fftconvolve(rng.normal(size=n), kernel)[:n]
+# ------------------------------------------------------------------------------------------ covariates
 
 
-def _camera(rng: np.random.Generator, grid: np.ndarray, whisking: np.ndarray, fs: float, gain: float, noise: float):
-    times = np.arange(grid[0], grid[-1], 1.0 / fs) + rng.normal(0, 2e-4, int(np.ceil((grid[-1] - grid[0]) * fs)))
-    times = np.sort(times)
-    energy = gain * np.interp(times, grid, whisking) + noise * np.abs(rng.normal(size=times.size)) + 50.0
-    return times, energy.astype(np.float32)
+def _events(times: np.ndarray, weights: np.ndarray, kernel: np.ndarray, n_steps: int) -> np.ndarray:
+    """Impulses at `times` (weighted) convolved with `kernel` sampled on the grid."""
+    ok = np.isfinite(times) & (weights != 0)
+    impulses = np.bincount(np.floor(times[ok] / DT).astype(int), weights=weights[ok], minlength=n_steps)[:n_steps]
+    return oaconvolve(impulses, kernel)[:n_steps]
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    return ((x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-9)).astype(np.float32)
+def _stimulus_kernel() -> np.ndarray:
+    """A visual transient: 40 ms latency, fast rise, ~150 ms decay; peak 1."""
+    t = np.maximum(np.arange(0.0, 1.2, DT) + DT / 2 - 0.04, 0.0)
+    k = (1.0 - np.exp(-t / 0.02)) * np.exp(-t / 0.15)
+    return k / k.max()
+
+
+def _choice_kernel(lead: float) -> np.ndarray:
+    """A ramp over `lead` s up to peak 1 just after movement onset, then a 250 ms decay."""
+    t = np.arange(0.0, lead + 1.5, DT) + DT / 2
+    rise = lead + 0.1
+    return np.where(t < rise, (t / rise) ** 2, np.exp(-(t - rise) / 0.25))
+
+
+def _smooth_noise(rng: np.random.Generator, n_steps: int, tau: float) -> np.ndarray:
+    """Stationary-variance AR(1) noise with time constant `tau` s and unit standard deviation."""
+    a = np.exp(-DT / tau)
+    return lfilter([np.sqrt(1.0 - a * a)], [1.0, -a], rng.normal(size=n_steps))
+
+
+def _whisking(rng: np.random.Generator, speed: np.ndarray) -> np.ndarray:
+    """Whisking: follows running (lagged, smoothed) plus spontaneous bouts; ~[0, 1.5]."""
+    kernel = np.exp(-np.arange(0.0, 1.5, DT) / 0.3)
+    movement = oaconvolve(speed, kernel / kernel.sum())[: speed.size]
+    spontaneous = np.maximum(_smooth_noise(rng, speed.size, 1.0) - 0.5, 0.0)
+    return 0.8 * movement / SPEED_SCALE + 0.4 * spontaneous
+
+
+def _covariates(rng: np.random.Generator, trials: dict, moves: _Moves, speed: np.ndarray, whisking: np.ndarray) -> np.ndarray:
+    """The neural covariates, each in a fixed unit so region weights mean the same in every session.
+
+    stimulus: signed (right +) √contrast transient after stimulus onset, |peak| ≤ 1;
+    choice:   ±1 ramp around movement onset (sign of `choice`);
+    block:    (probabilityLeft − 0.5) / 0.3 ∈ {−1, 0, 1} over each whole trial;
+    wheel:    speed / SPEED_SCALE;  whisker: the whisking signal;  latent: unit-variance AR(1), τ = 2 s.
+    """
+    n_steps = speed.size
+    signed = np.nan_to_num(trials["contrastRight"]) - np.nan_to_num(trials["contrastLeft"])
+    stimulus = _events(moves.true_stim_on, np.sign(signed) * np.sqrt(np.abs(signed)), _stimulus_kernel(), n_steps)
+    lead = 0.3
+    choice = _events(moves.onset - lead, trials["choice"], _choice_kernel(lead), n_steps)
+    trial_of_step = np.searchsorted(trials["intervals_0"], np.arange(n_steps) * DT, side="right") - 1
+    block = np.where(trial_of_step >= 0, (trials["probabilityLeft"][np.maximum(trial_of_step, 0)] - 0.5) / 0.3, 0.0)
+    latent = _smooth_noise(rng, n_steps, 2.0)
+    return np.stack([stimulus, choice, block, speed / SPEED_SCALE, whisking, latent]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------- cameras
+
+
+def _camera(rng: np.random.Generator, view: str, signal: np.ndarray, duration: float, offset: float, gain: float, noise: float):
+    """Frame times at the view's rate (small jitter) and ROI motion energy tracking `signal`."""
+    fs = CAMERA_FS[view]
+    times = np.arange(rng.uniform(0.0, 0.5), duration, 1.0 / fs)
+    times += rng.uniform(-2e-4, 2e-4, times.size)  # frame-clock jitter, < half a frame: order kept
+    value = np.interp(times, (np.arange(signal.size) + 0.5) * DT, signal)
+    energy = offset + gain * value + noise * rng.standard_normal(times.size)
+    return times, np.maximum(energy, 0.0).astype(np.float32)
 
 
 def simulate_task(rng: np.random.Generator, n_trials: int) -> Task:
-    trials = _trial_table(rng, n_trials)
-    end = trials["intervals_1"][-1] + 5.0
-    grid = np.arange(0.0, end, DT)
-    n = len(grid)
-    velocity, wheel = _wheel(rng, trials, grid)
+    trials, moves = _trials(rng, n_trials)
+    duration = float(np.ceil(trials["intervals_1"][-1] + SESSION_LEAD))
+    n_steps = int(round(duration / DT))
+    velocity, wheel = _wheel(rng, trials, moves, duration, n_steps)
     speed = np.abs(velocity)
-    # Whisking follows movement with some lag, plus its own slow fluctuations.
-    whisking = fftconvolve(speed, _kernel(0.3, "bump"))[:n] * DT / 0.15 + 0.3 * np.maximum(_latent(rng, n, 2.0), 0)
-    signed = np.nan_to_num(trials["contrastRight"]) - np.nan_to_num(trials["contrastLeft"])
-    stimulus = fftconvolve(_impulses(n, trials["stimOn_times"], signed + 0.3 * np.sign(signed)), _kernel(0.6, "transient"))[:n]
-    # Choice signal ramps up around movement onset in the chosen direction.
-    choice = fftconvolve(_impulses(n, trials["firstMovement_times"] - 0.15, trials["choice"]), _kernel(0.6, "bump"))[:n]
-    block_of_bin = np.searchsorted(trials["intervals_0"], grid, side="right") - 1
-    block = trials["probabilityLeft"][np.clip(block_of_bin, 0, n_trials - 1)] - 0.5
-    covariates = _standardise(np.stack([stimulus, choice, block, speed, whisking, _latent(rng, n)], axis=1))
+    whisking = _whisking(rng, speed)
+    covariates = _covariates(rng, trials, moves, speed, whisking)
+    # Left and right cameras see the same whisker pad with different ROI sizes, gains and noise, so a
+    # reader can tell which was loaded; the body camera sees running.
     cameras = {
-        "left": _camera(rng, grid, whisking, 60.0, 400.0, 30.0),
-        "right": _camera(rng, grid, whisking, 150.0, 250.0, 45.0),
-        "body": _camera(rng, grid, speed, 30.0, 300.0, 40.0),
+        "left": _camera(rng, "left", whisking, duration, 1500.0, 6000.0, 300.0),
+        "right": _camera(rng, "right", whisking, duration, 900.0, 3500.0, 450.0),
+        "body": _camera(rng, "body", speed / SPEED_SCALE, duration, 4000.0, 9000.0, 600.0),
     }
-    trials.pop("_move_duration")
-    return Task(trials=trials, wheel=wheel, cameras=cameras, grid=grid, covariates=covariates)
+    return Task(trials=trials, wheel=wheel, cameras=cameras, covariates=covariates, duration=duration)
