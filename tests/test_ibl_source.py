@@ -215,3 +215,14 @@ def test_all_sessions_of_a_local_cache(cache):
     root, eids = cache
     assert source_for(root).eids() == sorted(eids)
     assert source_for(root, max_sessions=1).eids() == sorted(eids)[:1]
+
+
+def test_lfp_band_power_from_every_probe(tmp_path):
+    from neds_ibl.source import LfpSettings
+
+    eids = generate(tmp_path, attrs.evolve(SMALL, sessions=1, trials=60, units=20, probes=2, lfp=True))
+    data = source_for(tmp_path, lfp=LfpSettings(enabled=True)).prepare(eids[0])
+    lfp = data.modalities["lfp"]
+    assert lfp.shape == (data.n_trials, 100, 2 * 4)  # 4 bands for each of the two probes
+    assert np.isfinite(lfp).all()
+    assert "lfp" not in source_for(tmp_path).prepare(eids[0]).modalities  # off by default, as in NEDS

@@ -1,92 +1,100 @@
-"""Behaviour variables as NEDS prepares them: dynamic traces on the bin grid, static classes.
+"""Behaviour variables as NEDS prepares them: static classes and dynamic traces on the bin grid.
 
 Dynamic variables (wheel speed, whisker motion energy) follow neds-facts.md §1.6: the samples
-strictly inside each trial window are linearly interpolated at the right bin edges
-(t0 + w, t0 + 2w, ..., t0 + T·w), extrapolating from the trial's own first/last two samples; a
-trial is bad when it has no sample, or its first sample is more than one bin after the window
-start, or its last more than one bin before the window end. All of it vectorised over trials.
+strictly inside each trial window (t_beg, t_end) are linearly interpolated at the right bin edges
+linspace(t_beg + w, t_end, n_bins), extrapolating linearly beyond the trial's first/last sample as
+scipy's interp1d(fill_value="extrapolate") does. A trial is bad when it has fewer than two such
+samples, or its first sample is more than one bin after t_beg, or its last more than one bin
+before t_end. Everything is vectorised over trials.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-CHOICE_CLASSES = {-1.0: 0, 1.0: 1}
-BLOCK_CLASSES = {0.2: 0, 0.5: 1, 0.8: 2}
+CHOICE_LEVELS = (-1.0, 1.0)  # class = position: −1 → 0, +1 → 1
+BLOCK_LEVELS = (0.2, 0.5, 0.8)  # probabilityLeft 0.2 → 0, 0.5 → 1, 0.8 → 2
 
 
 def wheel_speed(velocity: np.ndarray) -> np.ndarray:
-    """NEDS uses the speed (|velocity|) of brainbox's low-pass filtered wheel velocity."""
+    """Wheel speed as NEDS uses it: |velocity| of brainbox's SessionLoader.load_wheel()
+    (1 kHz samples of an 8th-order 20 Hz low-pass filtered derivative); times are unchanged."""
     return np.abs(np.asarray(velocity, dtype=np.float64))
 
 
 def interpolate_to_bins(
     times: np.ndarray, values: np.ndarray, starts: np.ndarray, n_bins: int = 100, bin_size: float = 0.02
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(values at the right bin edges (K, n_bins) float32 with NaN rows for bad trials, good (K,))."""
+    """Trace of each trial at its right bin edges: (out (K, n_bins) float32, good (K,) bool).
+
+    times: sample times, finite and ascending; values: one value per sample (NaN allowed: it
+    spreads to the bins interpolated from it). starts: window start t_beg of each trial; the
+    window ends at t_beg + n_bins·bin_size. Bad trials (see the module docstring; a NaN start
+    makes one too) are NaN rows.
+    """
     times = np.asarray(times, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.float64)
+    if times.ndim != 1 or times.shape != values.shape:
+        raise ValueError(f"times {times.shape} and values {values.shape} must be 1-D and of equal length")
+    if not np.all(np.isfinite(times)) or np.any(np.diff(times) < 0):
+        raise ValueError("behaviour sample times must be finite and ascending")
     ends = starts + n_bins * bin_size
-    # Samples strictly inside (t_beg, t_end): indices [first, last) into the sorted times.
+    # Samples strictly inside (t_beg, t_end) are indices first .. stop-1 of the sorted times.
     first = np.searchsorted(times, starts, side="right")
-    last = np.searchsorted(times, ends, side="left")
-    n_inside = last - first
-    good = n_inside > 0
-    safe_first = np.minimum(first, len(times) - 1)
-    safe_last = np.clip(last - 1, 0, len(times) - 1)
-    good &= times[safe_first] - starts <= bin_size
-    good &= ends - times[safe_last] <= bin_size
+    stop = np.searchsorted(times, ends, side="left")
+    good = stop - first >= 2  # interp1d needs two samples for a slope (it returns NaN with one)
+    # Coverage checks on the good candidates only: others may index past the end of `times`.
+    rows = np.flatnonzero(good)
+    good[rows] = (times[first[rows]] - starts[rows] <= bin_size) & (ends[rows] - times[stop[rows] - 1] <= bin_size)
+    rows = np.flatnonzero(good)
 
-    query = starts[:, None] + bin_size * np.arange(1, n_bins + 1)[None, :]
-    # Interpolating segment for each query: the pair of in-window samples around it, clamped to
-    # the trial's first/last pair so queries outside the samples extrapolate (interp1d style).
-    right = np.searchsorted(times, query, side="right")
-    lo_bound = first[:, None]
-    hi_bound = np.maximum(last[:, None] - 1, lo_bound)  # last in-window sample
-    right = np.clip(right, lo_bound + 1, hi_bound)
-    left = right - 1
-    single = n_inside == 1  # one sample: a constant, as there is no slope to extrapolate with
-    left_c = np.clip(left, 0, len(times) - 1)
-    right_c = np.clip(right, 0, len(times) - 1)
-    t0, t1 = times[left_c], times[right_c]
-    v0, v1 = values[left_c], values[right_c]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = np.where(t1 > t0, (v1 - v0) / (t1 - t0), 0.0)
-    out = v0 + slope * (query - t0)
-    out[single] = values[np.minimum(first[single], len(times) - 1)][:, None]
-    out[~good] = np.nan
-    return out.astype(np.float32), good
+    out = np.full((len(starts), n_bins), np.nan, dtype=np.float32)
+    query = np.linspace(starts[rows] + bin_size, ends[rows], n_bins, axis=1)
+    # interp1d's segment for a query q is the sample pair (i-1, i), i = number of the trial's
+    # samples below q, clipped to [1, n-1] so that queries beyond the ends use the end segments.
+    # Counted in the global times this is i = first + local count, clipped to [first+1, stop-1].
+    hi = np.searchsorted(times, query, side="left")
+    hi = np.clip(hi, first[rows, None] + 1, stop[rows, None] - 1)
+    x_lo, x_hi, y_lo, y_hi = times[hi - 1], times[hi], values[hi - 1], values[hi]
+    # interp1d's exact arithmetic, so results match it to the last bit before the float32 cast.
+    out[rows] = (y_hi - y_lo) / (x_hi - x_lo) * (query - x_lo) + y_lo
+    return out, good
 
 
 def minmax_scale(x: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """Scale to [0, 1] with the min and max of the train trials only (the reference used all trials).
+    """Scale all trials to the [0, 1] range of the train trials: (float32 array, {'min', 'max'}).
 
-    Validation and test values may fall outside [0, 1]; that is the point: no test information
-    leaks into the scaling. A constant train signal cannot be scaled and is an error.
+    The statistics come from x[train_idx] only, ignoring NaN (bad trials), so nothing of the
+    validation and test trials leaks into them; their values may fall outside [0, 1]. NEDS scaled
+    with all kept trials. A train signal that is constant (or all NaN) cannot be scaled: ValueError.
     """
+    x = np.asarray(x, dtype=np.float64)
     train = x[np.asarray(train_idx)]
-    lo, hi = float(np.nanmin(train)), float(np.nanmax(train))
-    if not hi > lo:
+    finite = train[np.isfinite(train)]
+    if finite.size == 0:
+        raise ValueError("cannot min-max scale: the train trials hold no finite value")
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi == lo:
         raise ValueError(f"cannot min-max scale a signal that is constant ({lo}) over the train trials")
     return ((x - lo) / (hi - lo)).astype(np.float32), {"min": lo, "max": hi}
 
 
-def _classes(values: np.ndarray, mapping: dict[float, int], what: str) -> np.ndarray:
+def _classes(values: np.ndarray, levels: tuple[float, ...], what: str) -> np.ndarray:
+    """Index of each value in levels (compared with a tolerance: they are stored as floats)."""
     values = np.asarray(values, dtype=np.float64)
-    keys = np.array(sorted(mapping))
-    idx = np.searchsorted(keys, values).clip(0, len(keys) - 1)
-    ok = np.isclose(keys[idx], values)
-    if not ok.all():
-        raise ValueError(f"unexpected {what} values {np.unique(values[~ok]).tolist()}; expected {keys.tolist()}")
-    return np.array([mapping[k] for k in keys.tolist()], dtype=np.int64)[idx]
+    match = np.isclose(values[..., None], np.asarray(levels), rtol=0.0, atol=1e-6)
+    unknown = ~match.any(axis=-1)
+    if unknown.any():
+        raise ValueError(f"unexpected {what} values {np.unique(values[unknown]).tolist()}; expected {list(levels)}")
+    return match.argmax(axis=-1).astype(np.int64)
 
 
 def choice_classes(choice: np.ndarray) -> np.ndarray:
-    """IBL choice −1/+1 → classes 0/1 (no-go trials, choice 0, are filtered out before)."""
-    return _classes(choice, CHOICE_CLASSES, "choice")
+    """IBL choice −1/+1 → classes 0/1 (no-go trials, choice 0, are removed by the trial filter)."""
+    return _classes(choice, CHOICE_LEVELS, "choice")
 
 
 def block_classes(probability_left: np.ndarray) -> np.ndarray:
     """Block prior probabilityLeft 0.2/0.5/0.8 → classes 0/1/2."""
-    return _classes(probability_left, BLOCK_CLASSES, "probabilityLeft")
+    return _classes(probability_left, BLOCK_LEVELS, "probabilityLeft")

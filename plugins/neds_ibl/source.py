@@ -216,7 +216,11 @@ class IblSource:
         scaling = {}
         for name in ("wheel", "whisker"):
             if name in modalities:
-                modalities[name], scaling[name] = behaviour.minmax_scale(modalities[name], splits["train"])
+                try:
+                    modalities[name], scaling[name] = behaviour.minmax_scale(modalities[name], splits["train"])
+                except ValueError:  # constant over the train trials: nothing to learn from it
+                    del modalities[name]
+                    absent[name] = "constant over the train trials"
 
         kept_neurons = {k: v[keep_neurons] for k, v in neurons.items()}
         truth = self._truth(eid, candidate, kept_neurons["uuid"])
@@ -345,11 +349,9 @@ class IblSource:
             reader = SpikeSortingLoader(one=self.one, eid=eid, pname=pname, atlas=atlas).raw_electrophysiology(band="lf", stream=False)
             if reader is None:
                 return None
-            n_channels = reader.nc - reader.nsync
-            signal = reader[:, :n_channels]
             features.append(
                 lfp_features.lfp_band_power(
-                    signal, reader.fs, starts, s.n_bins, s.bin_size, window_s=s.lfp.window_s, bands=s.lfp.bands, channel_groups=s.lfp.channel_groups
+                    _NeuralChannels(reader), reader.fs, starts, s.n_bins, s.bin_size, window_s=s.lfp.window_s, bands=s.lfp.bands, channel_groups=s.lfp.channel_groups
                 )
             )
         return np.concatenate(features, axis=2).astype(np.float32)
@@ -379,6 +381,18 @@ class IblSource:
             align_event=s.align_event,
         )
         return meta
+
+
+class _NeuralChannels:
+    """A spikeglx reader without its sync channel, sliced lazily: only the samples around each
+    trial are read (a whole probe's LF band is ~14 GB as float32)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.shape = (reader.ns, reader.nc - reader.nsync)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.asarray(self.reader[rows, : self.shape[1]], dtype=np.float32)
 
 
 def split_trials(eid: str, n_trials: int, fractions: tuple[float, float, float], seed: int = 0) -> dict[str, np.ndarray]:
