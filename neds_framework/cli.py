@@ -1,6 +1,6 @@
 """`neds-run`: run a recipe, or one of the sub-commands.
 
-    neds-run RECIPE [--set key.path=value ...]    run the recipe's stages in order
+    neds-run RECIPE [--set key.path=value ...] [--resume RUN]   run the recipe's stages in order
     neds-run validate RECIPE [--set ...] [--dump] check a recipe and every plugin section
     neds-run plugins                              list every registered name and its provider
     neds-run <command> ...                        a sub-command a plugin registered (e.g. synth)
@@ -39,6 +39,7 @@ class RunContext:
     recipe: Recipe
     plugins: PluginSet
     run_dir: Path
+    resume: Path | None = None  # a run folder whose last checkpoint training continues from
 
 
 def run_dir_for(recipe: Recipe) -> Path:
@@ -46,9 +47,11 @@ def run_dir_for(recipe: Recipe) -> Path:
     return Path(recipe.run.dir) / name
 
 
-def run_recipe(recipe: Recipe, plugins: PluginSet) -> RunContext:
-    """Run the recipe's stages in order in its run folder."""
-    context = RunContext(recipe=recipe, plugins=plugins, run_dir=run_dir_for(recipe))
+def run_recipe(recipe: Recipe, plugins: PluginSet, resume: Path | None = None) -> RunContext:
+    """Run the recipe's stages in order in its run folder (or in the folder being resumed)."""
+    if resume is not None and not (resume / "run.h5").exists():
+        raise NedsError(f"--resume {resume}: no run record (run.h5) there; give the folder of the run to continue")
+    context = RunContext(recipe=recipe, plugins=plugins, run_dir=resume or run_dir_for(recipe), resume=resume)
     context.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(context.run_dir / "recipe.yaml", dump_recipe(recipe))
     for stage in recipe.stages:
@@ -76,10 +79,11 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
 def cmd_run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description="Run the stages a recipe names, in order.")
     _add_recipe_args(parser)
+    parser.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
     args = parser.parse_args(argv)
     plugins = get_plugins()
     recipe = load_recipe(args.recipe, args.overrides, plugins.registries)
-    run_recipe(recipe, plugins)
+    run_recipe(recipe, plugins, resume=args.resume)
     return 0
 
 

@@ -1,9 +1,27 @@
-"""The engine's stages, registered through the same entry-point path as every plugin."""
+"""The engine's stages, registered through the same entry-point path as every plugin.
 
-from neds_framework.engine.prepare import PrepareSettings, run_prepare
+Stage bodies import torch and the data stack; they are imported when a stage runs, so listing
+plugins and validating recipes stay fast.
+"""
+
+from neds_framework.engine.prepare import PrepareSettings
+from neds_framework.engine.settings import TrainSettings
 from neds_framework.hookspecs import hookimpl
+
+
+def prepare(context):
+    from neds_framework.engine.prepare import run_prepare
+
+    return run_prepare(context)
+
+
+def train(context):
+    from neds_framework.engine.train import run_train
+
+    return run_train(context)
 
 
 @hookimpl
 def neds_register_stages(register):
-    register("prepare", run_prepare, settings=PrepareSettings)
+    register("prepare", prepare, settings=PrepareSettings)
+    register("train", train, settings=TrainSettings)

@@ -1,0 +1,119 @@
+"""The run record: one HDF5 file, `run.h5`, per run folder.
+
+It holds the resolved recipe, the versions of the framework and of every plugin, the seed, the
+hash of the prepared data, the training history (per step and per epoch), checkpoints, and
+evaluation results. The whole file is rewritten atomically (temp file + rename) each time it is
+saved, so a run killed at any moment leaves the previous complete record, never a torn one.
+
+Checkpoints are the bytes of `torch.save` of plain tensors and numbers, stored as uint8
+datasets, and are read back with `torch.load(..., weights_only=True)`: loading a record never
+unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from neds_framework.atomic import atomic_path
+from neds_framework.errors import NedsError
+
+RECORD_NAME = "run.h5"
+SCHEMA_VERSION = 1
+
+
+def checkpoint_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def load_checkpoint_bytes(data: bytes) -> dict:
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+
+
+class RunRecord:
+    """In-memory view of a run record, saved whole and atomically."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / RECORD_NAME
+        self.meta: dict[str, Any] = {}
+        self.history: dict[str, dict[str, list[float]]] = {"step": {}, "epoch": {}}
+        self.checkpoints: dict[str, bytes] = {}
+        self.results: dict[str, dict[str, np.ndarray]] = {}  # group path -> arrays (evaluation)
+
+    # ------------------------------------------------------------------ filling
+
+    def log(self, level: str, values: dict[str, float]) -> None:
+        """Append one row of scalars to the 'step' or 'epoch' history; columns absent from this
+        row (or new in it) are padded with NaN so every column has one value per row."""
+        table = self.history[level]
+        rows = len(next(iter(table.values()))) if table else 0
+        for key in values.keys() - table.keys():
+            table[key] = [float("nan")] * rows
+        for key, column in table.items():
+            column.append(float(values.get(key, float("nan"))))
+
+    def put_checkpoint(self, name: str, state: dict) -> None:
+        self.checkpoints[name] = checkpoint_bytes(state)
+
+    def checkpoint(self, name: str) -> dict:
+        if name not in self.checkpoints:
+            known = ", ".join(sorted(self.checkpoints)) or "none"
+            raise NedsError(f"{self.path}: no checkpoint '{name}' (checkpoints: {known})")
+        return load_checkpoint_bytes(self.checkpoints[name])
+
+    # ------------------------------------------------------------------ disk
+
+    def save(self) -> None:
+        with atomic_path(self.path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["schema_version"] = SCHEMA_VERSION
+                for key, value in self.meta.items():
+                    f.attrs[key] = str(value) if isinstance(value, str) else json.dumps(value)
+                for level, table in self.history.items():
+                    group = f.create_group(f"history/{level}")
+                    for key, column in table.items():
+                        group.create_dataset(key, data=np.asarray(column, dtype=np.float64))
+                group = f.create_group("checkpoints")
+                for name, data in self.checkpoints.items():
+                    group.create_dataset(name, data=np.frombuffer(data, dtype=np.uint8))
+                for path, arrays in self.results.items():
+                    group = f.require_group(path)
+                    for key, value in arrays.items():
+                        value = np.asarray(value)
+                        if value.dtype.kind == "U":
+                            group.create_dataset(key, data=value.astype(object), dtype=h5py.string_dtype())
+                        else:
+                            group.create_dataset(key, data=value, compression="gzip" if value.size > 1024 else None)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunRecord":
+        record = cls(run_dir)
+        if not record.path.exists():
+            raise NedsError(f"{record.path}: no run record here; is '{run_dir}' a run folder?")
+        try:
+            with h5py.File(record.path, "r") as f:
+                record.meta = {k: (v if not isinstance(v, bytes) else v.decode()) for k, v in f.attrs.items()}
+                for level in ("step", "epoch"):
+                    for key, ds in f.get(f"history/{level}", {}).items():
+                        record.history[level][key] = ds[...].tolist()
+                for name, ds in f.get("checkpoints", {}).items():
+                    record.checkpoints[name] = ds[...].tobytes()
+
+                def collect(name, obj):
+                    if isinstance(obj, h5py.Dataset) and not name.startswith(("history/", "checkpoints/")):
+                        group, _, key = name.rpartition("/")
+                        value = obj.asstr()[...] if h5py.check_string_dtype(obj.dtype) else obj[...]
+                        record.results.setdefault(group, {})[key] = np.asarray(value)
+
+                f.visititems(collect)
+        except OSError as exc:
+            raise NedsError(f"{record.path}: unreadable run record ({exc})") from None
+        return record

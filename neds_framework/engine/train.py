@@ -1,0 +1,254 @@
+"""The `train` stage: the recipe's model, masker and optimiser over session-grouped batches.
+
+One epoch is a plan of batches fixed by (seed, epoch) (`neds_framework.data.batches`); masks are
+drawn from a generator whose state is checkpointed, as are the model, optimiser, schedule and
+torch's RNG. A checkpoint is written to the run record after every epoch, so a run killed at any
+point resumes from its last completed epoch and, on CPU, ends with exactly the weights of an
+uninterrupted run.
+
+Validation (every `validate_every` epochs) scores the evaluation tasks, not the training masks:
+the encoding loss (all neural activity hidden) and the decoding loss (all behaviour hidden) on
+the validation split; their sum is `val_loss`, the default selection metric (the reference
+selected on an average of bits per spike, accuracies and R², which mixes units).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from neds_framework import __version__
+from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch
+from neds_framework.data.store import SessionStore
+from neds_framework.engine.optim import build_optimizer, build_schedule
+from neds_framework.engine.prepare import store_path
+from neds_framework.engine.record import RunRecord
+from neds_framework.engine.settings import TrainSettings
+from neds_framework.errors import NedsError
+from neds_framework.model.batch import Batch
+from neds_framework.model.build import build_model, component_settings
+from neds_framework.model.eval_masks import decoding_masks, encoding_masks
+from neds_framework.recipe import dump_recipe
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NedsError(f"train.device: {name} requested but no CUDA device is available")
+    return device
+
+
+def session_features(store: SessionStore, modalities: list[str]) -> dict[str, dict[str, int]]:
+    """eid -> modality -> input width of a bin, for the modalities the model uses."""
+    out = {}
+    for eid in store.eids:
+        info = store.info(eid)
+        widths = {}
+        for name in modalities:
+            if name in info.modalities:
+                shape = store.read(eid, name, np.array([0])).shape
+                widths[name] = shape[-1] if len(shape) == 3 else 1
+        out[eid] = widths
+    return out
+
+
+@attrs.define
+class Trainer:
+    """Everything a training run holds; built from the run context."""
+
+    context: object
+    settings: TrainSettings
+    store: SessionStore
+    model: torch.nn.Module
+    masker: object
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    device: torch.device
+    record: RunRecord
+    generator: torch.Generator
+    epoch: int = 0
+    step: int = 0
+    best: float = float("inf")
+    stale: int = 0
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_context(cls, context) -> "Trainer":
+        recipe = context.recipe
+        settings: TrainSettings = recipe.section("train") or TrainSettings()
+        settings.check()
+        if recipe.masker is None:
+            raise NedsError(f"{recipe.path}: masker: missing; the train stage needs one, e.g. masker: {{name: neds_multitask}}")
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        torch.manual_seed(recipe.run.seed)
+        store = SessionStore(store_path(recipe))
+        n_bins = store.info(store.eids[0]).n_bins
+        registries = context.plugins.registries
+        model = build_model(recipe, registries, session_features(store, list(recipe.modalities)), n_bins)
+        device = pick_device(settings.device)
+        model.to(device)
+        if settings.compile:
+            model.compile()  # in place: state_dict keys stay those of the plain model
+        masker = registries.maskers.get(recipe.masker.name).factory(component_settings(recipe.masker, registries))
+        optimizer = build_optimizer(model.parameters(), settings.optimizer)
+        steps = settings.epochs * -(-len(plan_epoch(store, "train", settings.batch_size, recipe.run.seed, 0)) // settings.accumulate)
+        if settings.max_steps:
+            steps = min(steps, settings.max_steps)
+        schedule = build_schedule(optimizer, settings.schedule, steps)
+        record = RunRecord(context.run_dir)
+        record.meta.update(
+            recipe=dump_recipe(recipe),
+            framework_version=__version__,
+            plugins={p.name: f"{p.distribution} {p.version}" for p in context.plugins.plugins},
+            seed=recipe.run.seed,
+            store_hash=store.settings_hash,
+            torch_version=torch.__version__,
+        )
+        generator = torch.Generator().manual_seed(recipe.run.seed)
+        return cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "stale": self.stale,
+        }
+
+    def restore(self, record: RunRecord) -> None:
+        state = record.checkpoint("last")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best, self.stale = float(state["best"]), int(state["stale"])
+        self.record.history = record.history
+        self.record.checkpoints = record.checkpoints
+
+    # ------------------------------------------------------------------ the loop
+
+    def _autocast(self):
+        if self.settings.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.settings.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _batches(self, split: str, epoch: int, shuffle: bool):
+        modalities = list(self.context.recipe.modalities)
+        keys = plan_epoch(self.store, split, self.settings.batch_size, self.context.recipe.run.seed, epoch, shuffle=shuffle)
+        loader = batch_loader(StoreBatches(self.store, modalities), keys, workers=self.settings.workers)
+        return keys, loader
+
+    def _to_batch(self, eid: str, values: dict) -> Batch:
+        return Batch(session=eid, values={k: v.to(self.device, non_blocking=True) for k, v in values.items()})
+
+    def train_epoch(self) -> dict[str, float]:
+        s = self.settings
+        self.model.train()
+        keys, loader = self._batches("train", self.epoch, shuffle=True)
+        bar = tqdm(total=len(keys), desc=f"epoch {self.epoch + 1}/{s.epochs}", disable=not s.progress, file=sys.stderr, leave=False)
+        totals: dict[str, float] = {}
+        waited = busy = 0.0
+        n_trials = 0
+        tick = time.perf_counter()
+        for i, (eid, values) in enumerate(loader):
+            got = time.perf_counter()
+            waited += got - tick
+            batch = self._to_batch(eid, values)
+            masks = self.masker(batch, self.generator)
+            with self._autocast():
+                out = self.model(batch, masks)
+            (out.loss / s.accumulate).backward()
+            if (i + 1) % s.accumulate == 0 or i + 1 == len(keys):
+                if s.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+                self.optimizer.step()
+                self.schedule.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+            tick = time.perf_counter()
+            busy += tick - got
+            n_trials += batch.size
+            row = {"loss": float(out.loss.detach())}
+            row.update({f"loss_{k}": float(v[0].detach() / v[1].clamp(min=1)) for k, v in out.losses.items()})
+            for k, v in row.items():
+                totals[k] = totals.get(k, 0.0) + v * batch.size
+            self.record.log("step", {**row, "step": self.step, "epoch": self.epoch, "lr": self.schedule.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{row['loss']:.4f}", trials_s=f"{n_trials / max(waited + busy, 1e-9):.1f}")
+            bar.update()
+            if s.max_steps and self.step >= s.max_steps:
+                break
+        bar.close()
+        summary = {f"train_{k}": v / max(n_trials, 1) for k, v in totals.items()}
+        summary.update(trials_per_s=n_trials / max(waited + busy, 1e-9), data_wait_share=waited / max(waited + busy, 1e-9))
+        return summary
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        _, loader = self._batches("val", 0, shuffle=False)
+        sums = {"encoding": 0.0, "decoding": 0.0}
+        count = 0
+        for eid, values in loader:
+            batch = self._to_batch(eid, values)
+            for task, make in (("encoding", encoding_masks), ("decoding", decoding_masks)):
+                with self._autocast():
+                    out = self.model(batch, make(batch))
+                sums[task] += float(out.loss) * batch.size
+            count += batch.size
+        result = {f"val_{k}_loss": v / max(count, 1) for k, v in sums.items()}
+        result["val_loss"] = result["val_encoding_loss"] + result["val_decoding_loss"]
+        return result
+
+    def run(self) -> None:
+        s = self.settings
+        while self.epoch < s.epochs and not (s.max_steps and self.step >= s.max_steps):
+            row = {"epoch": self.epoch, **self.train_epoch()}
+            self.epoch += 1
+            if self.epoch % s.validate_every == 0 or self.epoch == s.epochs:
+                row.update(self.validate())
+                if row["val_loss"] < self.best:
+                    self.best, self.stale = row["val_loss"], 0
+                    self.record.put_checkpoint("best", {"model": self.model.state_dict(), "epoch": self.epoch})
+                else:
+                    self.stale += 1
+            self.record.log("epoch", row)
+            self.record.put_checkpoint("last", self.state())
+            self.record.save()
+            print(
+                f"epoch {self.epoch}/{s.epochs}  loss {row['train_loss']:.4f}"
+                + (f"  val_loss {row['val_loss']:.4f}" if "val_loss" in row else "")
+                + f"  {row['trials_per_s']:.1f} trials/s  data wait {row['data_wait_share']:.1%}",
+                file=sys.stderr,
+            )
+            if s.patience and self.stale >= s.patience:
+                print(f"early stop: val_loss has not improved for {s.patience} validations", file=sys.stderr)
+                break
+
+
+def run_train(context) -> Path:
+    trainer = Trainer.from_context(context)
+    resume = getattr(context, "resume", None)
+    if resume is not None:
+        trainer.restore(RunRecord.load(resume))
+    trainer.run()
+    return trainer.record.path

@@ -1,0 +1,26 @@
+"""The masks that evaluation uses (the same for every model, so results are comparable).
+
+encoding:          hide all neural activity, show all behaviour (predict activity from behaviour)
+decoding:          hide all behaviour, show the neural activity (predict behaviour from activity)
+variable decoding: hide one behaviour variable only, show the activity and the other behaviours
+"""
+
+from __future__ import annotations
+
+from neds_framework.errors import NedsError
+from neds_framework.model.batch import NEURAL_MODALITIES, Batch, Masks, full_mask
+
+
+def encoding_masks(batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
+    return {name: full_mask(name, value, name in neural) for name, value in batch.values.items()}
+
+
+def decoding_masks(batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
+    return {name: full_mask(name, value, name not in neural) for name, value in batch.values.items()}
+
+
+def variable_decoding_masks(batch: Batch, variable: str, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
+    if variable not in batch.values or variable in neural:
+        behaviour = [name for name in batch.values if name not in neural]
+        raise NedsError(f"cannot decode '{variable}': the batch's behaviour variables are {', '.join(behaviour) or '(none)'}")
+    return {name: full_mask(name, value, name == variable) for name, value in batch.values.items()}

@@ -1,0 +1,225 @@
+"""NEDS: one transformer over the tokens of every modality, read out per modality.
+
+Each modality's tokenizer turns its values into tokens (masked ones replaced by its mask
+embedding); the model adds a modality embedding, a learned time embedding and a session
+embedding, runs the shared pre-LN transformer with rotary positions on the time index, and hands
+each output modality's own output tokens to its head. Which modalities are inputs and outputs
+depends on ``mode``:
+
+    mm        every modality is an input and an output; a masker decides what is hidden
+    encoding  neural modalities are outputs only (always hidden), behaviour inputs only
+    decoding  behaviour is output only (always hidden), neural modalities inputs only
+
+A model holds exactly the parameters its mode trains: heads of output modalities only, per-
+session input layers of input modalities only, and mask embeddings only for modalities it hides.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+
+from neds_framework.errors import NedsError
+from neds_framework.model.batch import NEURAL_MODALITIES, Batch, Masks, full_mask
+from neds_framework.model.interfaces import TRIAL_TIME, ModalityParts, ModelOutput, Tokens
+from neds_framework.model.nn.dropout import Dropout
+from neds_framework.model.nn.rotary import Rotary
+from neds_framework.model.nn.session_layers import SessionVectors, check_session_name
+from neds_framework.model.nn.transformer import Transformer
+
+MODES = ("mm", "encoding", "decoding")
+
+
+def _one_of(options):
+    def check(instance, attribute, value):
+        if value not in options:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(options)}; got {value!r}")
+
+    return check
+
+
+def _fraction(instance, attribute, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1), got {value}")
+
+
+def _positive(instance, attribute, value):
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.frozen
+class NedsSettings:
+    """Sizes and regularisation of the NEDS transformer (recipe section ``model``).
+
+    Defaults are the reference's single-session size (5 layers; its medium and large models use
+    16 and 22). One deliberate difference: ``attention_dropout`` defaults to 0, not the reference's
+    0.4, because on CPU any attention dropout forces PyTorch off its fused attention kernel and
+    costs 3.5x in training-step speed (benchmarks/results/train_step.md); residual/MLP dropout
+    (0.4) and token dropout (0.2) are the reference's. Set ``attention_dropout: 0.4`` for the
+    reference's behaviour.
+    """
+
+    layers: int = attrs.field(default=5, validator=_positive)
+    hidden: int = attrs.field(default=256, validator=_positive)
+    heads: int = attrs.field(default=8, validator=_positive)
+    ffn: int = attrs.field(default=512, validator=_positive)
+    dropout: float = attrs.field(default=0.4, validator=_fraction)
+    attention_dropout: float = attrs.field(default=0.0, validator=_fraction)
+    embed_dropout: float = attrs.field(default=0.2, validator=_fraction)
+    rope: bool = True
+    time_embedding: bool = True
+    mode: str = attrs.field(default="mm", validator=_one_of(MODES))
+    neural: tuple[str, ...] = NEURAL_MODALITIES  # the rest is behaviour (for encoding/decoding modes)
+
+    def __attrs_post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.rope and (self.hidden // self.heads) % 2:
+            raise ValueError(f"rope needs an even head size; hidden/heads = {self.hidden // self.heads}")
+
+
+class Neds(nn.Module):
+    """The NEDS model. Build with `neds_framework.model.build.build_model`, or by hand::
+
+        model = Neds(Neds.Settings(), {"spikes": ModalityParts(tokenizer, head), ...})
+        model.add_session(eid, {"spikes": n_neurons, "wheel": 1, ...})
+        out = model(batch, masks)          # ModelOutput; out.loss to backpropagate
+        model.predict(out)                 # rates, values, labels per output modality
+
+    ``inputs`` and ``outputs`` name the modalities the mode reads and predicts.
+    """
+
+    Settings = NedsSettings
+
+    def __init__(self, settings: NedsSettings, modalities: dict[str, ModalityParts]):
+        super().__init__()
+        if not modalities:
+            raise NedsError("a NEDS model needs at least one modality")
+        self.settings = settings
+        bins = {parts.tokenizer.n_bins for parts in modalities.values()}
+        if len(bins) != 1:
+            raise NedsError(f"all tokenizers must use the same number of time bins; got {sorted(bins)}")
+        self.n_bins = bins.pop()
+        self.inputs, self.outputs = self._roles(settings, list(modalities))
+
+        self.tokenizers = nn.ModuleDict({name: parts.tokenizer for name, parts in modalities.items()})
+        for name in self.tokenizers:
+            if name not in self.outputs:  # never hidden, so its mask embedding would never train
+                self.tokenizers[name].drop_mask_embedding()
+        self.heads = nn.ModuleDict({name: modalities[name].head for name in self.outputs})
+        self.weights = {name: float(parts.weight) for name, parts in modalities.items()}
+
+        hidden = settings.hidden
+        self.modality_index = {name: i for i, name in enumerate(modalities)}
+        self.modality_embedding = nn.Embedding(len(modalities), hidden)
+        # Row n_bins is the trial-level slot (TRIAL_TIME tokens).
+        self.time_embedding = nn.Embedding(self.n_bins + 1, hidden) if settings.time_embedding else None
+        self.session_embedding = SessionVectors(hidden)
+        self.embed_dropout = Dropout(settings.embed_dropout)
+        self.rotary = Rotary(hidden // settings.heads) if settings.rope else None
+        self.encoder = Transformer(
+            settings.layers, hidden, settings.heads, settings.ffn, settings.dropout, settings.attention_dropout
+        )
+        for table in (self.modality_embedding, self.time_embedding):
+            if table is not None:  # small, like the projections they are added to
+                nn.init.normal_(table.weight, std=0.02)
+
+    @staticmethod
+    def _roles(settings: NedsSettings, names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(inputs, outputs) for the mode."""
+        neural = tuple(n for n in names if n in settings.neural)
+        behaviour = tuple(n for n in names if n not in settings.neural)
+        if settings.mode == "mm":
+            return tuple(names), tuple(names)
+        inputs, outputs = (behaviour, neural) if settings.mode == "encoding" else (neural, behaviour)
+        if not inputs or not outputs:
+            raise NedsError(
+                f"a {settings.mode} model needs neural ({', '.join(settings.neural)}) and behaviour modalities; "
+                f"got {', '.join(names)}"
+            )
+        return inputs, outputs
+
+    # ------------------------------------------------------------------ sessions
+
+    def add_session(self, session: str, n_features: dict[str, int]) -> None:
+        """Add one session's input/output layers and session embedding.
+
+        n_features: input width per modality the session has (`batch.session_features`);
+        modalities the model does not use are ignored, ones the session lacks get no layers.
+        Existing sessions are untouched, so their outputs do not change.
+        """
+        check_session_name(session)
+        if session in self.session_embedding:
+            raise NedsError(f"the model already has session '{session}'")
+        for name, tokenizer in self.tokenizers.items():
+            if name in self.inputs and name in n_features:
+                tokenizer.add_session(session, n_features[name])
+        for name, head in self.heads.items():
+            if name in n_features:
+                head.add_session(session, n_features[name])
+        self.session_embedding.add_session(session)
+
+    def sessions(self) -> list[str]:
+        return self.session_embedding.sessions()
+
+    # ------------------------------------------------------------------ forward
+
+    def role_masks(self, batch: Batch, masks: Masks | None) -> Masks:
+        """The masks this model uses: the given ones in mm mode; in encoding and decoding modes
+        the role masks (outputs all hidden, inputs all shown), whatever was given."""
+        present = [name for name in self.tokenizers if name in batch.values]
+        if self.settings.mode != "mm":
+            return {name: full_mask(name, batch.values[name], name in self.outputs) for name in present}
+        if masks is None:
+            raise NedsError("an mm-mode model needs masks: draw them with a masker or an evaluation mask")
+        missing = [name for name in present if name not in masks]
+        if missing:
+            raise NedsError(f"no mask for modalit{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}")
+        return {name: masks[name] for name in present}
+
+    def forward(self, batch: Batch, masks: Masks | None = None) -> ModelOutput:
+        masks = self.role_masks(batch, masks)
+        if not masks:
+            known = ", ".join(self.tokenizers)
+            raise NedsError(f"the batch of session '{batch.session}' holds none of the model's modalities ({known})")
+        tokens = {name: self._tokens(name, batch, masks[name]) for name in masks}
+        hidden = self._encode(tokens, batch.session)
+
+        predictions, losses = {}, {}
+        total = hidden.new_zeros(())
+        for name, states in zip(tokens, hidden.split([t.times.numel() for t in tokens.values()], dim=1)):
+            if name not in self.heads:
+                continue
+            head = self.heads[name]
+            predictions[name] = head(states, batch.session)
+            loss_sum, count = head.loss(predictions[name], batch.values[name], masks[name])
+            losses[name] = (loss_sum, count)
+            # A modality with nothing masked sums to 0; clamping the count avoids a data-dependent branch.
+            total = total + self.weights[name] * loss_sum / count.clamp(min=1)
+        return ModelOutput(predictions=predictions, losses=losses, loss=total, masks=masks)
+
+    def _tokens(self, name: str, batch: Batch, mask) -> Tokens:
+        tokenizer = self.tokenizers[name]
+        if name in self.inputs:
+            return tokenizer(batch.values[name], mask, batch.session)
+        return tokenizer.mask_tokens(batch.size)
+
+    def _encode(self, tokens: dict[str, Tokens], session: str) -> torch.Tensor:
+        """Embeddings of all tokens -> transformer output (B, L, H), tokens in modality order."""
+        x = self.embed_dropout(torch.cat([t.embeddings for t in tokens.values()], dim=1))
+        times = torch.cat([t.times for t in tokens.values()])
+        modality = torch.cat(
+            [torch.full_like(t.times, self.modality_index[name]) for name, t in tokens.items()]
+        )
+        # All additive embeddings are per token, not per sample: sum them once as (L, H).
+        added = self.modality_embedding(modality) + self.session_embedding[session]
+        if self.time_embedding is not None:
+            added = added + self.time_embedding(torch.where(times == TRIAL_TIME, self.n_bins, times))
+        rope = self.rotary(times.clamp(min=0)) if self.rotary is not None else None
+        return self.encoder(x + added, rope)
+
+    def predict(self, output: ModelOutput) -> dict[str, torch.Tensor]:
+        """What metrics consume, per output modality (`Head.predict`)."""
+        return {name: self.heads[name].predict(pred) for name, pred in output.predictions.items()}

@@ -1,0 +1,101 @@
+"""Heads: per-session linear readouts and their losses, over masked elements only.
+
+Each loss returns (sum over masked elements, number of masked elements); the model divides per
+modality, so one modality's loss is the mean over its masked elements (trials, for per-trial
+variables), never diluted by unmasked ones.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neds_framework.model.interfaces import Head
+from neds_framework.model.nn.session_layers import SessionLayers
+
+
+def _masked_sum(elements: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # where, not multiply: an unmasked element (even an inf or NaN) adds exactly 0 and no gradient.
+    return torch.where(mask, elements, 0.0).sum(), mask.sum().to(elements.dtype)
+
+
+class SpikesHead(Head):
+    """Per-session Linear(hidden -> N): log-rates (B, T, N); Poisson NLL with λ = exp(log-rate).
+
+    The loss is `poisson_nll_loss(log_input=True, full=False)` per element (exp(x) - y·x, no
+    Stirling term, as the reference), summed over masked elements.
+    """
+
+    def __init__(self, modality, hidden, n_bins, settings=None):
+        super().__init__(modality, hidden, n_bins, settings)
+        self.layers = SessionLayers(lambda n: nn.Linear(hidden, n), f"{modality} head")
+
+    def add_session(self, session, n_features):
+        self.layers.add_session(session, n_features)
+
+    def forward(self, hidden, session):
+        return self.layers[session](hidden)
+
+    def loss(self, prediction, target, mask):
+        nll = F.poisson_nll_loss(prediction, target, log_input=True, full=False, reduction="none")
+        return _masked_sum(nll, mask)
+
+    def predict(self, prediction):
+        return prediction.exp()
+
+
+class RegressionHead(Head):
+    """Per-session Linear(hidden -> F) per bin; MSE. (B, T) predictions when F = 1 (wheel,
+    whisker), (B, T, F) otherwise (lfp). A (B, T) mask covers every feature of the bin."""
+
+    def __init__(self, modality, hidden, n_bins, settings=None):
+        super().__init__(modality, hidden, n_bins, settings)
+        self.layers = SessionLayers(lambda n: nn.Linear(hidden, n), f"{modality} head")
+
+    def add_session(self, session, n_features):
+        self.layers.add_session(session, n_features)
+
+    def forward(self, hidden, session):
+        out = self.layers[session](hidden)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def loss(self, prediction, target, mask):
+        if target.dim() > mask.dim():
+            mask = mask.unsqueeze(-1).expand_as(target)
+        return _masked_sum((prediction - target) ** 2, mask)
+
+    def predict(self, prediction):
+        return prediction
+
+
+def _at_least_two(instance, attribute, value):
+    if value < 2:
+        raise ValueError(f"{attribute.name} must be at least 2, got {value}")
+
+
+class ClassificationHead(Head):
+    """Mean of the variable's output tokens -> per-session Linear(hidden -> n_classes) -> logits;
+    cross-entropy averaged over the masked trials. The mean makes the same head fit both static
+    token layouts (one token, or one per bin)."""
+
+    @attrs.frozen
+    class Settings:
+        n_classes: int = attrs.field(validator=_at_least_two)  # choice: 2, block: 3
+
+    def __init__(self, modality, hidden, n_bins, settings: Settings):
+        super().__init__(modality, hidden, n_bins, settings)
+        self.layers = SessionLayers(lambda n: nn.Linear(hidden, self.settings.n_classes), f"{modality} head")
+
+    def add_session(self, session, n_features):
+        self.layers.add_session(session, n_features)
+
+    def forward(self, hidden, session):
+        return self.layers[session](hidden.mean(dim=1))
+
+    def loss(self, prediction, target, mask):
+        return _masked_sum(F.cross_entropy(prediction, target, reduction="none"), mask)
+
+    def predict(self, prediction):
+        return prediction.argmax(dim=-1)

@@ -1,0 +1,132 @@
+"""The train stage: optimisers and schedules by name, the run record, kill-and-resume equality."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from neds_framework import cli
+from neds_framework.engine.optim import build_optimizer, build_schedule
+from neds_framework.engine.record import RunRecord
+from neds_framework.engine.settings import OptimizerSettings, ScheduleSettings
+from neds_framework.errors import NedsError
+from neds_framework.plugins import reset_plugins
+
+NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+def tiny_recipe(folder: Path, epochs: int = 3) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            extends: {ROOT / 'recipes' / 'common' / 'neds_mm.yaml'}
+            stages: [prepare, train]
+            run: {{dir: {folder / 'runs'}, seed: 7}}
+            data:
+              store: {folder / 'store.h5'}
+              source:
+                name: ibl
+                one: {{mode: local, cache_dir: {folder / 'cache'}}}
+                synthesize: {{sessions: 2, seed: 1, trials: 60, units: 24}}
+            model: {{layers: 1, hidden: 16, heads: 2, ffn: 32}}
+            train: {{epochs: {epochs}, batch_size: 16, threads: 1, progress: false, optimizer: {{lr: 3.0e-3}}}}
+            """
+        )
+    )
+    return path
+
+
+def test_optimisers_by_name():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for name in ("AdamW", "sgd", "Lamb", "RAdam", "Yogi"):
+        opt = build_optimizer(params, OptimizerSettings(name=name, lr=0.1))
+        assert isinstance(opt, torch.optim.Optimizer)
+        opt.load_state_dict(opt.state_dict())
+    with pytest.raises(NedsError, match="Lookahead is not supported: its state_dict"):
+        build_optimizer(params, OptimizerSettings(name="Lookahead"))
+    with pytest.raises(NedsError, match="did you mean 'AdamW'"):
+        build_optimizer(params, OptimizerSettings(name="adamww"))
+    with pytest.raises(NedsError, match="rejected the options"):
+        build_optimizer(params, OptimizerSettings(name="AdamW", options={"nonsense": 1.0}))
+
+
+def test_onecycle_follows_the_reference_shape():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = build_schedule(opt, ScheduleSettings(), total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(schedule.get_last_lr()[0])
+        opt.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.1)  # starts at max / 10
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 15  # 15 % warm-up
+    assert schedule.get_last_lr()[0] == pytest.approx(1e-5, rel=1e-3)  # ends at start / 1e4
+    with pytest.raises(NedsError, match="unknown schedule"):
+        build_schedule(opt, ScheduleSettings(name="zigzag"), 10)
+
+
+def test_train_writes_a_run_record(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=2)
+    assert cli.main([str(recipe)]) == 0
+    record = RunRecord.load(tmp_path / "runs" / "tiny")
+    epochs = record.history["epoch"]
+    assert len(epochs["train_loss"]) == 2 and len(epochs["val_loss"]) == 2
+    assert {"loss_spikes", "loss_wheel", "lr", "step"} <= set(record.history["step"])
+    assert set(record.checkpoints) == {"best", "last"}
+    state = record.checkpoint("last")
+    assert state["epoch"] == 2 and "tokenizers.spikes.layers" in " ".join(state["model"])
+    assert "neds_multitask" in record.meta["recipe"] and record.meta["seed"] == "7"
+    with h5py.File(record.path) as f:  # plain HDF5
+        assert f["history/epoch/val_loss"].shape == (2,)
+
+
+def _weights(run_dir: Path) -> dict:
+    return RunRecord.load(run_dir).checkpoint("last")["model"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=3)
+    whole = subprocess.run([NEDS_RUN, str(recipe), "--set", "run.name=whole"], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+
+    killed = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([NEDS_RUN, str(recipe), "--set", "run.name=killed"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (killed / "run.h5").exists():  # the first epoch's checkpoint has landed
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert RunRecord.load(killed).checkpoint("last")["epoch"] < 3
+
+    resumed = subprocess.run([NEDS_RUN, str(recipe), "--resume", str(killed)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(tmp_path / "runs" / "whole"), _weights(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert len(RunRecord.load(killed).history["epoch"]["train_loss"]) == 3
+
+
+def test_resume_needs_a_run_record(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path)
+    assert cli.main([str(recipe), "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no run record" in capsys.readouterr().err
