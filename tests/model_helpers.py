@@ -55,10 +55,11 @@ def tiny_parts(modalities=ALL_MODALITIES, hidden=HIDDEN, bins=BINS, layout="comp
     return parts
 
 
-def tiny_model(modalities=ALL_MODALITIES, mode="mm", layout="compact", element_masks=False, seed=0, **settings) -> Neds:
+def tiny_model(modalities=ALL_MODALITIES, mode="mm", layout="compact", element_masks=False, seed=0, bins=BINS, **settings) -> Neds:
     torch.manual_seed(seed)
     defaults = dict(layers=2, hidden=HIDDEN, heads=4, ffn=64, mode=mode)
-    return Neds(Neds.Settings(**{**defaults, **settings}), tiny_parts(modalities, layout=layout, element_masks=element_masks))
+    parts = tiny_parts(modalities, bins=bins, layout=layout, element_masks=element_masks)
+    return Neds(Neds.Settings(**{**defaults, **settings}), parts)
 
 
 def make_batch(session="s0", trials=6, neurons=10, bins=BINS, modalities=ALL_MODALITIES, bands=3, seed=0) -> Batch:

@@ -8,6 +8,8 @@ import attrs
 import pytest
 import torch
 
+torch.set_flush_denormal(True)  # as the train stage does on CPU (neds_framework.engine.settings)
+
 from neds_framework import hookimpl
 from neds_framework.errors import NedsError
 from neds_framework.model.batch import Batch, full_mask, session_features
@@ -378,15 +380,27 @@ def excess_loss(out, batch) -> float:
     return float(total)
 
 
-def overfit_batch() -> Batch:
-    """The one batch the overfitting test memorises. Only this changes when the test moves to
-    generated IBL sessions."""
-    return make_batch(session="overfit", trials=4, neurons=6, modalities=("spikes", "wheel", "choice", "block"), seed=5)
+def overfit_batch(tmp_path) -> Batch:
+    """The one batch the overfitting test memorises: 4 trials of a generated IBL session, read
+    through ONE and brainbox and prepared as the ibl data source does."""
+    from neds_ibl.one_connect import OneSettings
+    from neds_ibl.source import IblSettings, IblSource
+    from neds_ibl.synth import SynthSettings, generate
+
+    (eid,) = generate(tmp_path, SynthSettings(sessions=1, seed=5, trials=40, units=16))
+    data = IblSource(IblSettings(one=OneSettings(mode="local", cache_dir=str(tmp_path)))).prepare(eid)
+    names = ("spikes", "wheel", "whisker", "choice", "block")
+    values = {
+        name: torch.from_numpy(data.modalities[name][:4].astype("int64" if name in ("choice", "block") else "float32"))
+        for name in names
+    }
+    return Batch(session=eid, values=values)
 
 
-def test_a_tiny_model_overfits_one_batch():
-    batch = overfit_batch()
-    model = tiny_model(modalities=tuple(batch.values), dropout=0.0, embed_dropout=0.0, layers=2)
+def test_a_tiny_model_overfits_one_batch_of_generated_data(tmp_path):
+    batch = overfit_batch(tmp_path)
+    bins = batch.values["spikes"].shape[1]
+    model = tiny_model(modalities=tuple(batch.values), dropout=0.0, embed_dropout=0.0, layers=2, bins=bins)
     with_session(model, batch)
     masks = masks_for(batch, seed=1, ratio=0.5)
     outs = train(model, batch, steps=150, lr=1e-2, masks=masks)

@@ -96,6 +96,8 @@ class Trainer:
         registries = context.plugins.registries
         model = build_model(recipe, registries, session_features(store, list(recipe.modalities)), n_bins)
         device = pick_device(settings.device)
+        if device.type == "cpu":
+            torch.set_flush_denormal(settings.flush_denormal)
         model.to(device)
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
