@@ -8,8 +8,6 @@ import attrs
 import pytest
 import torch
 
-torch.set_flush_denormal(True)  # as the train stage does on CPU (neds_framework.engine.settings)
-
 from neds_framework import hookimpl
 from neds_framework.errors import NedsError
 from neds_framework.model.batch import Batch, full_mask, session_features
@@ -398,7 +396,13 @@ def overfit_batch(tmp_path) -> Batch:
 
 
 def test_a_tiny_model_overfits_one_batch_of_generated_data(tmp_path):
-    batch = overfit_batch(tmp_path)
+    from neds_framework.engine.train import flushed_denormals
+
+    with flushed_denormals(True):  # as the train stage runs on CPU
+        _overfit(overfit_batch(tmp_path))
+
+
+def _overfit(batch: Batch) -> None:
     bins = batch.values["spikes"].shape[1]
     model = tiny_model(modalities=tuple(batch.values), dropout=0.0, embed_dropout=0.0, layers=2, bins=bins)
     with_session(model, batch)

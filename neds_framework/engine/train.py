@@ -96,8 +96,6 @@ class Trainer:
         registries = context.plugins.registries
         model = build_model(recipe, registries, session_features(store, list(recipe.modalities)), n_bins)
         device = pick_device(settings.device)
-        if device.type == "cpu":
-            torch.set_flush_denormal(settings.flush_denormal)
         model.to(device)
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
@@ -247,10 +245,24 @@ class Trainer:
                 break
 
 
+@contextlib.contextmanager
+def flushed_denormals(enabled: bool):
+    """Subnormal floats as zero while training, then IEEE behaviour again (it is process state)."""
+    if not enabled:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def run_train(context) -> Path:
     trainer = Trainer.from_context(context)
     resume = getattr(context, "resume", None)
     if resume is not None:
         trainer.restore(RunRecord.load(resume))
-    trainer.run()
+    with flushed_denormals(trainer.settings.flush_denormal and trainer.device.type == "cpu"):
+        trainer.run()
     return trainer.record.path
