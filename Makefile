@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_binning.py
+	$(BIN)/python benchmarks/bench_train_step.py
 
 clean:
 	rm -rf $(VENV) runs data/generated

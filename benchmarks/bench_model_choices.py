@@ -1,15 +1,15 @@
-"""Quality of the model's two speed-motivated defaults: compact static tokens and no attention dropout.
+"""Quality cost of the two speed options: compact static tokens and no attention dropout.
 
 Trains small NEDS models on a hand-made session (Poisson spikes driven by the trial's choice and
 block, a wheel and a whisker signal following the same drive) with NEDS multi-task masking, and
 scores held-out trials with the evaluation masks: encoding bits per spike, choice and block
 accuracy, wheel R2. Arms differ in one setting each:
 
-    compact, attention dropout 0     (the defaults)
-    expanded, attention dropout 0    (the reference's 100 tokens per static variable)
+    compact, attention dropout 0     (both speed options)
+    expanded, attention dropout 0    (the reference's n_bins tokens per static variable: the default)
     compact, attention dropout 0.4   (the reference's attention dropout)
 
-    python benchmarks/bench_model_choices.py [--quick]     # full: about 15 minutes on 2 cores
+    python benchmarks/bench_model_choices.py [--quick]     # full: about 30 minutes on one core
 
 Writes benchmarks/results/model_choices.{json,md}. When generated IBL sessions can be read from
 the store, `handmade_session` is the one function to replace.
@@ -143,7 +143,8 @@ def markdown(report: dict) -> str:
         "",
         f"Hand-made session ({a['trials']} trials, 3/4 train, {a['bins']} bins, {a['neurons']} neurons); "
         f"NEDS {a['layers']} layers, hidden {a['hidden']}; {a['steps']} AdamW steps of batch {a['batch']}, "
-        f"multi-task masking; mean ± sd over seeds {report['seeds']}. Held-out trials, evaluation masks.",
+        f"multi-task masking; mean ± sd over seeds {report['seeds']}. Held-out trials, evaluation masks. "
+        f"Train time on {a['threads']} thread(s).",
         "",
         "| arm | encoding bits/spike | choice acc | block acc | wheel R2 | train time (s) |",
         "|---|---|---|---|---|---|",
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)  # tiny models: more threads barely help
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.steps = 1, 30

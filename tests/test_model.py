@@ -312,9 +312,9 @@ def test_rotary_scores_depend_on_time_differences_only():
 
 
 def test_compact_static_tokens_are_trial_level():
-    tokenizer = StaticTokenizer("choice", HIDDEN, BINS)
+    tokenizer = StaticTokenizer("choice", HIDDEN, BINS, StaticTokenizer.Settings(layout="compact"))
     assert tokenizer.token_times().tolist() == [TRIAL_TIME]
-    expanded = StaticTokenizer("choice", HIDDEN, BINS, StaticTokenizer.Settings(layout="expanded"))
+    expanded = StaticTokenizer("choice", HIDDEN, BINS)  # the default: the reference's layout
     assert expanded.token_times().tolist() == list(range(BINS))
 
 

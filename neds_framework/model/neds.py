@@ -55,10 +55,12 @@ class NedsSettings:
 
     Defaults are the reference's single-session size (5 layers; its medium and large models use
     16 and 22). One deliberate difference: ``attention_dropout`` defaults to 0, not the reference's
-    0.4, because on CPU any attention dropout forces PyTorch off its fused attention kernel and
-    costs 3.5x in training-step speed (benchmarks/results/train_step.md); residual/MLP dropout
-    (0.4) and token dropout (0.2) are the reference's. Set ``attention_dropout: 0.4`` for the
-    reference's behaviour.
+    0.4: on CPU any attention dropout takes PyTorch off its fused attention kernel and makes the
+    training step 2.1x (compact static tokens) to 3.4x (expanded) slower
+    (benchmarks/results/train_step.md), and on the quality benchmark it did not help
+    (benchmarks/results/model_choices.md: encoding 0.012 vs 0.029 bits/spike, block accuracy 0.94
+    vs 0.91 with a spread of 0.05, choice and wheel equal). Residual/MLP dropout (0.4) and token
+    dropout (0.2) are the reference's. Set ``attention_dropout: 0.4`` for the reference's behaviour.
     """
 
     layers: int = attrs.field(default=5, validator=_positive)

@@ -94,16 +94,20 @@ class SpikesTokenizer(BinnedTokenizer):
 class StaticTokenizer(Tokenizer):
     """Tokens for a per-trial class variable (B,) int64 (choice, block).
 
-    layout ``compact``: one token per trial, at the trial-level time `TRIAL_TIME`.
-    layout ``expanded``: the reference's n_bins tokens, one per bin: the class index (as a number)
-    goes through a per-session Linear(1 -> 2·n_bins), is cut into n_bins pairs, then Softsign and
-    Linear(2 -> hidden). Compact is the same with one pair: 100x fewer tokens for the same
-    information (the variable is constant over the trial).
+    layout ``expanded`` (default): the reference's n_bins tokens, one per bin: the class index (as
+    a number) goes through a per-session Linear(1 -> 2·n_bins), is cut into n_bins pairs, then
+    Softsign and Linear(2 -> hidden).
+    layout ``compact``: the same with one pair: one token per trial, at the trial-level time
+    `TRIAL_TIME`. The NEDS step trains 1.9x as fast (302 instead of 500 tokens per trial at the
+    reference's size; benchmarks/results/train_step.md), but on the layout quality benchmark
+    (benchmarks/results/model_choices.md) it scored lower: encoding 0.029 vs 0.067 bits/spike and
+    block accuracy 0.91 vs 0.95, a gap that longer training did not close. The default is
+    therefore the reference's layout; compact is the fast option.
     """
 
     @attrs.frozen
     class Settings:
-        layout: str = attrs.field(default="compact", validator=attrs.validators.in_(("compact", "expanded")))
+        layout: str = attrs.field(default="expanded", validator=attrs.validators.in_(("compact", "expanded")))
 
     def __init__(self, modality: str, hidden: int, n_bins: int, settings: Settings | None = None):
         super().__init__(modality, hidden, n_bins, settings)
