@@ -1,8 +1,10 @@
 """`neds-run`: run a recipe, or one of the sub-commands.
 
-    neds-run RECIPE [--set key.path=value ...] [--resume RUN]   run the recipe's stages in order
+    neds-run RECIPE [--overlay FILE] [--set key.path=value ...] [--resume RUN]
+                                                  run the recipe's stages in order
     neds-run validate RECIPE [--set ...] [--dump] check a recipe and every plugin section
     neds-run plugins                              list every registered name and its provider
+    neds-run inspect RUN [--sessions]             summarise a run: training and its metrics table
     neds-run <command> ...                        a sub-command a plugin registered (e.g. synth)
 
 Exit codes: 0 success, 2 bad input (recipe, path, name), 1 a run that failed.
@@ -29,6 +31,7 @@ PROG = "neds-run"
 BUILTIN_COMMANDS = {
     "validate": "check a recipe and all plugin settings without running anything",
     "plugins": "list every registered name by registry, with the providing distribution",
+    "inspect": "summarise a run folder: versions, training, and its metrics table",
 }
 
 
@@ -74,6 +77,14 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY.PATH=VALUE",
         help="override one recipe key (value parsed as YAML); repeatable",
     )
+    parser.add_argument(
+        "--overlay",
+        dest="overlays",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="merge a partial recipe file over the recipe (before --set); repeatable",
+    )
 
 
 def cmd_run(argv: Sequence[str]) -> int:
@@ -82,7 +93,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
     args = parser.parse_args(argv)
     plugins = get_plugins()
-    recipe = load_recipe(args.recipe, args.overrides, plugins.registries)
+    recipe = load_recipe(args.recipe, args.overrides, plugins.registries, args.overlays)
     run_recipe(recipe, plugins, resume=args.resume)
     return 0
 
@@ -92,7 +103,7 @@ def cmd_validate(argv: Sequence[str]) -> int:
     _add_recipe_args(parser)
     parser.add_argument("--dump", action="store_true", help="print the resolved recipe as YAML")
     args = parser.parse_args(argv)
-    recipe = load_recipe(args.recipe, args.overrides, get_plugins().registries)
+    recipe = load_recipe(args.recipe, args.overrides, get_plugins().registries, args.overlays)
     if args.dump:
         print(dump_recipe(recipe), end="")
     else:
@@ -113,6 +124,18 @@ def cmd_plugins(argv: Sequence[str]) -> int:
         for entry in registry:
             prov = entry.provider
             print(f"  {entry.name:<22} {prov.plugin:<18} {prov.distribution} {prov.version}")
+    return 0
+
+
+def cmd_inspect(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"{PROG} inspect", description=BUILTIN_COMMANDS["inspect"])
+    parser.add_argument("run", type=Path, help="a run folder (holding run.h5)")
+    parser.add_argument("--split", default="test", help="which evaluation to show (default: test)")
+    parser.add_argument("--sessions", action="store_true", help="also print every metric per session")
+    args = parser.parse_args(argv)
+    from neds_framework.engine.inspect_run import describe_run
+
+    print(describe_run(args.run, args.split, args.sessions))
     return 0
 
 
@@ -154,6 +177,8 @@ def dispatch(argv: Sequence[str]) -> int:
         return cmd_validate(rest)
     if head == "plugins":
         return cmd_plugins(rest)
+    if head == "inspect":
+        return cmd_inspect(rest)
     plugins = get_plugins()
     if head in plugins.registries.commands:
         return _plugin_command(head, rest, plugins)

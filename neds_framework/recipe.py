@@ -221,6 +221,23 @@ def read_recipe(path: str | Path, _chain: tuple[Path, ...] = ()) -> RawRecipe:
     return RawRecipe(data=merged, origins=origins, path=str(path))
 
 
+def apply_overlays(raw: RawRecipe, overlays: list[str | Path]) -> RawRecipe:
+    """Merge overlay recipe files on top, in order (``neds-run RECIPE --overlay FILE``).
+
+    An overlay is a partial recipe (it may use ``extends:`` itself) merged exactly as a recipe
+    is merged over what it extends; errors name the overlay file for the keys it set.
+    """
+    data, origins = raw.data, dict(raw.origins)
+    for overlay in overlays:
+        path = Path(overlay)
+        if not path.exists():
+            raise NedsError(f"--overlay: file '{path}' not found")
+        top = read_recipe(path)
+        data, origins = _merge(data, top.data, origins, top.origins)
+    origins[()] = raw.path
+    return RawRecipe(data=data, origins=origins, path=raw.path)
+
+
 def apply_overrides(raw: RawRecipe, overrides: list[str]) -> RawRecipe:
     """Apply ``key.path=value`` overrides (value parsed as YAML) in order."""
     data = raw.data
@@ -441,9 +458,14 @@ def _structure_section(conv: cattrs.Converter, entry, key: str, value: Any) -> A
     return conv.structure({} if value is None else value, entry.settings)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, registries: Registries | None = None) -> Recipe:
-    """Read, override and structure a recipe file."""
-    raw = apply_overrides(read_recipe(path), overrides or [])
+def load_recipe(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    registries: Registries | None = None,
+    overlays: list[str | Path] | None = None,
+) -> Recipe:
+    """Read a recipe file, merge overlay files and then ``--set`` overrides over it, structure it."""
+    raw = apply_overrides(apply_overlays(read_recipe(path), overlays or []), overrides or [])
     return structure_recipe(raw, registries)
 
 

@@ -75,3 +75,39 @@ def test_loader_reads_only_the_batch(store, workers):
     assert values["spikes"].dtype == torch.float32 and values["choice"].dtype == torch.int64
     assert values["truth_rates"].shape == (3, 10, 7)
     assert got[1][1]["whisker"].shape == (2, 10)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_cached_batches_equal_streamed_ones(store, workers):
+    modalities = ["spikes", "wheel", "whisker", "choice"]
+    keys = plan_epoch(store, "train", 4, seed=0, epoch=0)
+    plain = list(batch_loader(StoreBatches(store, modalities, with_truth=True), keys, workers=workers))
+    cached_set = StoreBatches(store, modalities, with_truth=True, cache_bytes=10 * 2**20)
+    for _ in range(2):  # second pass served from memory
+        cached = list(batch_loader(cached_set, keys, workers=workers))
+        assert [eid for eid, _ in cached] == [eid for eid, _ in plain]
+        for (_, a), (_, b) in zip(plain, cached):
+            assert a.keys() == b.keys()
+            for name in a:
+                assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+    if workers == 0:
+        assert cached_set.cache.used > 0  # stored dtype: uint8 spikes, float32 behaviour
+
+
+def test_session_cache_stays_within_its_budget():
+    from neds_framework.data.batches import SessionCache
+
+    cache = SessionCache(budget_bytes=250)
+    loads = []
+
+    def loader(n):
+        return lambda: loads.append(n) or np.zeros(n, np.uint8)
+
+    assert cache.get(("m", "a", "x"), loader(100)) is not None
+    assert cache.get(("m", "b", "x"), loader(100)) is not None
+    assert cache.get(("m", "a", "x"), loader(100)) is not None and loads == [100, 100]  # hit, and now most recent
+    cache.get(("m", "c", "x"), loader(100))  # evicts b, the least recently used
+    assert cache.used == 200 and set(cache._arrays) == {("m", "a", "x"), ("m", "c", "x")}
+    assert cache.get(("m", "d", "x"), loader(300)) is None  # larger than the whole budget: not cached
+    assert cache.used == 200
+    assert SessionCache(0).get(("m", "a", "x"), loader(1)) is None

@@ -1,4 +1,5 @@
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -187,3 +188,51 @@ def test_without_registries_only_the_core_schema_is_known(base, tmp_path):
     assert recipe.masker.name == "anything" and recipe.masker.config == {"ratio": 1}
     with pytest.raises(NedsError, match="train: unknown key"):
         load_recipe(base, registries=None)  # stage sections need the stage registry
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_recipe_validates(recipe):
+    from neds_framework.plugins import get_plugins, reset_plugins
+
+    reset_plugins()
+    loaded = load_recipe(recipe, registries=get_plugins().registries)
+    assert loaded.stages and loaded.model is not None
+    for stage in loaded.stages:
+        if stage != "prepare":
+            assert stage in ("train", "finetune", "eval")
+
+
+def test_mm_large_names_the_74_reference_sessions_and_runs_generated_with_the_overlay():
+    from neds_framework.plugins import get_plugins
+
+    root = Path(__file__).resolve().parents[1]
+    registries = get_plugins().registries
+    large = load_recipe(root / "recipes" / "mm_large.yaml", registries=registries)
+    source = large.data.source.config
+    assert source.one.mode == "remote" and large.model.config.layers == 22
+    eids = [line for line in (root / source.eids_file).read_text().splitlines() if line and not line.startswith("#")]
+    assert len(eids) == 74 and eids[0] == "754b74d5-7a06-4004-ae0c-72a10b6ed2e6"
+    generated = load_recipe(root / "recipes" / "mm_large.yaml", registries=registries,
+                            overlays=[root / "recipes" / "overlays" / "generated.yaml"])
+    g = generated.data.source.config
+    assert g.one.mode == "local" and g.eids_file == "" and g.synthesize.sessions == 74
+    assert generated.model.config.layers == 22 and generated.run.name == "mm_large_generated"
+
+
+def test_overlay_files_merge_over_the_recipe_and_errors_name_them(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("stages: [prepare]\nrun: {seed: 1, name: a}\n")
+    overlay = tmp_path / "over.yaml"
+    overlay.write_text("run: {seed: 'x'}\n")
+    with pytest.raises(NedsError, match="over.yaml: run.seed"):
+        load_recipe(base, registries=fake_registries(), overlays=[overlay])
+    overlay.write_text("run: {seed: 5}\n")
+    recipe = load_recipe(base, ["run.seed=6"], registries=fake_registries(), overlays=[overlay])
+    assert recipe.run.seed == 6 and recipe.run.name == "a"
+    recipe = load_recipe(base, registries=fake_registries(), overlays=[overlay])
+    assert recipe.run.seed == 5
+    with pytest.raises(NedsError, match="--overlay: file"):
+        load_recipe(base, registries=fake_registries(), overlays=[tmp_path / "nope.yaml"])

@@ -12,6 +12,7 @@ however many sessions the store holds.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Iterator, Sequence
 
 import attrs
@@ -65,14 +66,57 @@ def shard(keys: list[BatchKey], rank: int, world_size: int) -> list[BatchKey]:
     return padded[rank::world_size]
 
 
-class StoreBatches(torch.utils.data.Dataset):
-    """Maps a `BatchKey` to (session, {modality: tensor}); use with a DataLoader and batch_size=None."""
+class SessionCache:
+    """Whole (session, array) reads kept in memory up to a byte budget, least recently used out.
 
-    def __init__(self, store: SessionStore, modalities: Sequence[str], with_truth: bool = False):
+    Arrays stay in their stored dtype (spike counts are usually uint8), so a session costs about
+    its uncompressed size on disk. An array larger than the whole budget is never cached.
+    Each DataLoader worker process holds its own cache.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget = int(budget_bytes)
+        self.used = 0
+        self._arrays: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str], load) -> np.ndarray | None:
+        """The cached array, else ``load()`` cached if it fits (None when it cannot fit)."""
+        if key in self._arrays:
+            self._arrays.move_to_end(key)
+            return self._arrays[key]
+        if self.budget <= 0:
+            return None
+        array = load()
+        if array.nbytes > self.budget:
+            return None
+        while self.used + array.nbytes > self.budget:
+            _, old = self._arrays.popitem(last=False)
+            self.used -= old.nbytes
+        self._arrays[key] = array
+        self.used += array.nbytes
+        return array
+
+
+class StoreBatches(torch.utils.data.Dataset):
+    """Maps a `BatchKey` to (session, {modality: tensor}); use with a DataLoader and batch_size=None.
+
+    With ``cache_bytes`` > 0, each session's arrays are read whole on first use and batches are
+    sliced from memory (`SessionCache`); a session whose array does not fit the budget is read
+    batch by batch from the store, as without a cache.
+    """
+
+    def __init__(self, store: SessionStore, modalities: Sequence[str], with_truth: bool = False, cache_bytes: int = 0):
         self.store = store
         self.modalities = tuple(modalities)
         self.with_truth = with_truth
+        self.cache = SessionCache(cache_bytes)
         self._info: dict = {}
+
+    def _rows(self, kind: str, eid: str, name: str, trials: np.ndarray) -> np.ndarray:
+        read_rows = self.store.read if kind == "modalities" else self.store.read_truth
+        n_trials = self._session_info(eid).n_trials
+        whole = self.cache.get((kind, eid, name), lambda: read_rows(eid, name, np.arange(n_trials)))
+        return whole[trials] if whole is not None else read_rows(eid, name, trials)
 
     def _session_info(self, eid: str):
         if eid not in self._info:
@@ -86,11 +130,11 @@ class StoreBatches(torch.utils.data.Dataset):
         for name in self.modalities:
             if name not in info.modalities:
                 continue
-            array = self.store.read(key.session, name, trials)
+            array = self._rows("modalities", key.session, name, trials)
             dtype = np.int64 if name in _INTEGER_MODALITIES else np.float32
             values[name] = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
         if self.with_truth and "rates" in info.truth:
-            values["truth_rates"] = torch.from_numpy(self.store.read_truth(key.session, "rates", trials).astype(np.float32))
+            values["truth_rates"] = torch.from_numpy(self._rows("truth", key.session, "rates", trials).astype(np.float32))
         return key.session, values
 
     def __len__(self) -> int:  # the DataLoader's sampler defines the epoch, not this dataset

@@ -38,6 +38,13 @@ def load_checkpoint_bytes(data: bytes) -> dict:
     return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays in meta values become plain JSON numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"meta value of type {type(value).__name__} cannot be stored as JSON")
+
+
 class RunRecord:
     """In-memory view of a run record, saved whole and atomically."""
 
@@ -60,6 +67,18 @@ class RunRecord:
         for key, column in table.items():
             column.append(float(values.get(key, float("nan"))))
 
+    def meta_value(self, key: str, default: Any = None) -> Any:
+        """A meta entry as it was put: strings are stored as they are, everything else as JSON."""
+        if key not in self.meta:
+            return default
+        value = self.meta[key]
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+
     def put_checkpoint(self, name: str, state: dict) -> None:
         self.checkpoints[name] = checkpoint_bytes(state)
 
@@ -76,7 +95,7 @@ class RunRecord:
             with h5py.File(tmp, "w") as f:
                 f.attrs["schema_version"] = SCHEMA_VERSION
                 for key, value in self.meta.items():
-                    f.attrs[key] = str(value) if isinstance(value, str) else json.dumps(value)
+                    f.attrs[key] = str(value) if isinstance(value, str) else json.dumps(value, default=_json_default)
                 for level, table in self.history.items():
                     group = f.create_group(f"history/{level}")
                     for key, column in table.items():
@@ -100,7 +119,11 @@ class RunRecord:
             raise NedsError(f"{record.path}: no run record here; is '{run_dir}' a run folder?")
         try:
             with h5py.File(record.path, "r") as f:
-                record.meta = {k: (v if not isinstance(v, bytes) else v.decode()) for k, v in f.attrs.items()}
+                record.meta = {
+                    k: (v.decode() if isinstance(v, bytes) else v)
+                    for k, v in f.attrs.items()
+                    if k != "schema_version"  # written by save() itself
+                }
                 for level in ("step", "epoch"):
                     for key, ds in f.get(f"history/{level}", {}).items():
                         record.history[level][key] = ds[...].tolist()

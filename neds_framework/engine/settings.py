@@ -44,6 +44,12 @@ class TrainSettings:
     amp: str = "off"  # off | bf16 (CPU or GPU) | fp16 (GPU)
     compile: bool = False  # torch.compile the model
     validate_every: int = 1  # epochs between validations
+    # What picks the best checkpoint: val_loss (encoding + decoding loss on the validation split),
+    # val_encoding_loss, val_decoding_loss, or a validation metric named
+    # val_<task>_<modality>_<metric> (e.g. val_encoding_spikes_bps, val_decoding_choice_balanced_accuracy),
+    # averaged over sessions; naming a metric makes validation score it.
+    select: str = "val_loss"
+    select_mode: str = "auto"  # min | max | auto (min for names ending in 'loss', else max)
     patience: int = 0  # stop after this many validations without improvement (0: never)
     workers: int = 0  # DataLoader worker processes reading the store
     threads: int = 0  # torch CPU threads (0: torch's default)
@@ -52,11 +58,75 @@ class TrainSettings:
     # them and x86 computes with them ~100x slower (an 11x slower training step was measured).
     flush_denormal: bool = True
     progress: bool = True
+    tensorboard: bool = True  # write TensorBoard events (per-step loss and lr, per-epoch summaries)
+    # Keep whole sessions' arrays in memory, up to this many MiB (least recently used evicted),
+    # so batches are sliced from RAM instead of decompressed from the store (0: always read).
+    cache_mb: int = 2048
 
     def check(self) -> None:
         if self.amp not in AMP_MODES:
             raise NedsError(f"train.amp: expected one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if min(self.epochs, self.batch_size, self.accumulate, self.validate_every) < 1:
             raise NedsError("train: epochs, batch_size, accumulate and validate_every must be at least 1")
+        if self.select_mode not in ("auto", "min", "max"):
+            raise NedsError(f"train.select_mode: expected auto, min or max, got {self.select_mode!r}")
+        if not self.select.startswith("val_"):
+            raise NedsError(f"train.select: expected a validation score (val_loss, val_encoding_spikes_bps, ...), got {self.select!r}")
+
+    @property
+    def minimise(self) -> bool:
+        return self.select.endswith("loss") if self.select_mode == "auto" else self.select_mode == "min"
 
 
+
+
+TRAIN_ONLY = ("all", "new")
+
+
+@attrs.frozen
+class FinetuneSettings(TrainSettings):
+    """The train stage's settings, plus where the pretrained model comes from (section ``finetune:``)."""
+
+    pretrained: str = ""  # run folder of the pretrained run (holding run.h5 and recipe.yaml)
+    checkpoint: str = "best"  # best | last
+    train_only: str = "all"  # all | new (only the layers of sessions the pretrained model lacks)
+
+    def check(self) -> None:
+        super().check()
+        if not self.pretrained:
+            raise NedsError("finetune.pretrained: missing; give the run folder of the pretrained model, e.g. runs/mm_single")
+        if self.train_only not in TRAIN_ONLY:
+            raise NedsError(f"finetune.train_only: expected all or new, got {self.train_only!r}")
+
+
+#: Evaluation tasks a recipe can name (`variables`: one decoding task per behaviour variable).
+TASKS = ("encoding", "decoding", "variables")
+
+
+@attrs.frozen
+class EvalSettings:
+    """Settings of the eval stage (recipe section ``eval:``)."""
+
+    split: str = "test"
+    checkpoint: str = "best"  # best | last (best falls back to last when the run never validated)
+    run: str = ""  # evaluate the model of this run folder instead of this run's own
+    tasks: tuple[str, ...] = ("encoding", "decoding")  # and/or `variables` (one per behaviour)
+    # Trial fields whose unique combinations are the PSTH conditions (NEDS: block, choice, reward).
+    conditions: tuple[str, ...] = ("probabilityLeft", "choice", "feedbackType")
+    batch_size: int = 64
+    save_predictions: bool = True
+    figures: bool = True
+    figure_sessions: int = 2  # sessions that get per-session figures (the first ones)
+    top_neurons: int = 6  # neurons shown in the PSTH figure
+    tensorboard: bool = True
+    threads: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad:
+            raise NedsError(f"eval.tasks: unknown task '{bad[0]}'; choose from {', '.join(TASKS)}")
+        if self.split not in ("train", "val", "test"):
+            raise NedsError(f"eval.split: expected train, val or test, got {self.split!r}")
+        if self.batch_size < 1:
+            raise NedsError("eval.batch_size: must be at least 1")

@@ -5,7 +5,7 @@ plugins and validating recipes stay fast.
 """
 
 from neds_framework.engine.prepare import PrepareSettings
-from neds_framework.engine.settings import TrainSettings
+from neds_framework.engine.settings import EvalSettings, FinetuneSettings, TrainSettings
 from neds_framework.hookspecs import hookimpl
 
 
@@ -21,7 +21,21 @@ def train(context):
     return run_train(context)
 
 
+def finetune(context):
+    from neds_framework.engine.finetune import run_finetune
+
+    return run_finetune(context)
+
+
+def evaluate(context):
+    from neds_framework.engine.eval_stage import run_eval
+
+    return run_eval(context)
+
+
 @hookimpl
 def neds_register_stages(register):
     register("prepare", prepare, settings=PrepareSettings)
     register("train", train, settings=TrainSettings)
+    register("finetune", finetune, settings=FinetuneSettings)
+    register("eval", evaluate, settings=EvalSettings)

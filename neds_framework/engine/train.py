@@ -8,8 +8,10 @@ uninterrupted run.
 
 Validation (every `validate_every` epochs) scores the evaluation tasks, not the training masks:
 the encoding loss (all neural activity hidden) and the decoding loss (all behaviour hidden) on
-the validation split; their sum is `val_loss`, the default selection metric (the reference
-selected on an average of bits per spike, accuracies and R², which mixes units).
+the validation split; their sum is `val_loss`, the default selection score (the reference
+selected on an average of bits per spike, accuracies and R², which mixes units). `train.select`
+may name any other validation score, including a metric (`val_encoding_spikes_bps`), which then
+gets computed on the validation split; the best checkpoint is the one with the best score.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import TrainSettings
+from neds_framework.engine.tensorboard import NullWriter, open_writer
 from neds_framework.errors import NedsError
 from neds_framework.model.batch import Batch
 from neds_framework.model.build import build_model, component_settings
@@ -78,13 +81,17 @@ class Trainer:
     step: int = 0
     best: float = float("inf")
     stale: int = 0
+    writer: object = attrs.Factory(NullWriter)
+    batches: StoreBatches | None = None
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_context(cls, context) -> "Trainer":
+    def from_context(cls, context, settings: TrainSettings | None = None, model: torch.nn.Module | None = None) -> "Trainer":
+        """A trainer for the recipe; ``model`` (already holding every store session) replaces the
+        recipe-built one (finetuning), and its frozen parameters stay out of the optimiser."""
         recipe = context.recipe
-        settings: TrainSettings = recipe.section("train") or TrainSettings()
+        settings = settings or recipe.section("train") or TrainSettings()
         settings.check()
         if recipe.masker is None:
             raise NedsError(f"{recipe.path}: masker: missing; the train stage needs one, e.g. masker: {{name: neds_multitask}}")
@@ -94,13 +101,15 @@ class Trainer:
         store = SessionStore(store_path(recipe))
         n_bins = store.info(store.eids[0]).n_bins
         registries = context.plugins.registries
-        model = build_model(recipe, registries, session_features(store, list(recipe.modalities)), n_bins)
+        features = session_features(store, list(recipe.modalities))
+        if model is None:
+            model = build_model(recipe, registries, features, n_bins)
         device = pick_device(settings.device)
         model.to(device)
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
         masker = registries.maskers.get(recipe.masker.name).factory(component_settings(recipe.masker, registries))
-        optimizer = build_optimizer(model.parameters(), settings.optimizer)
+        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], settings.optimizer)
         steps = settings.epochs * -(-len(plan_epoch(store, "train", settings.batch_size, recipe.run.seed, 0)) // settings.accumulate)
         if settings.max_steps:
             steps = min(steps, settings.max_steps)
@@ -113,9 +122,14 @@ class Trainer:
             seed=recipe.run.seed,
             store_hash=store.settings_hash,
             torch_version=torch.__version__,
+            # What `engine.trained` needs to rebuild this model: its sessions and their widths.
+            model_sessions=_model_sessions(model, features),
+            n_bins=n_bins,
         )
         generator = torch.Generator().manual_seed(recipe.run.seed)
-        return cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator)
+        trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator)
+        trainer.best = float("inf") if settings.minimise else float("-inf")
+        return trainer
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -153,10 +167,11 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _batches(self, split: str, epoch: int, shuffle: bool):
-        modalities = list(self.context.recipe.modalities)
+        if self.batches is None:  # one reader for the run, so its session cache lasts across epochs
+            modalities = list(self.context.recipe.modalities)
+            self.batches = StoreBatches(self.store, modalities, cache_bytes=self.settings.cache_mb * 2**20)
         keys = plan_epoch(self.store, split, self.settings.batch_size, self.context.recipe.run.seed, epoch, shuffle=shuffle)
-        loader = batch_loader(StoreBatches(self.store, modalities), keys, workers=self.settings.workers)
-        return keys, loader
+        return keys, batch_loader(self.batches, keys, workers=self.settings.workers)
 
     def _to_batch(self, eid: str, values: dict) -> Batch:
         return Batch(session=eid, values={k: v.to(self.device, non_blocking=True) for k, v in values.items()})
@@ -165,7 +180,7 @@ class Trainer:
         s = self.settings
         self.model.train()
         keys, loader = self._batches("train", self.epoch, shuffle=True)
-        bar = tqdm(total=len(keys), desc=f"epoch {self.epoch + 1}/{s.epochs}", disable=not s.progress, file=sys.stderr, leave=False)
+        bar = tqdm(total=len(keys), desc=f"epoch {self.epoch + 1}/{s.epochs}", disable=None if s.progress else True, file=sys.stderr, leave=False)
         totals: dict[str, float] = {}
         waited = busy = 0.0
         n_trials = 0
@@ -192,7 +207,11 @@ class Trainer:
             row.update({f"loss_{k}": float(v[0].detach() / v[1].clamp(min=1)) for k, v in out.losses.items()})
             for k, v in row.items():
                 totals[k] = totals.get(k, 0.0) + v * batch.size
-            self.record.log("step", {**row, "step": self.step, "epoch": self.epoch, "lr": self.schedule.get_last_lr()[0]})
+            lr = self.schedule.get_last_lr()[0]
+            self.record.log("step", {**row, "step": self.step, "epoch": self.epoch, "lr": lr})
+            for key, value in row.items():
+                self.writer.add_scalar(f"train/{key}", value, self.step)
+            self.writer.add_scalar("train/lr", lr, self.step)
             bar.set_postfix(loss=f"{row['loss']:.4f}", trials_s=f"{n_trials / max(waited + busy, 1e-9):.1f}")
             bar.update()
             if s.max_steps and self.step >= s.max_steps:
@@ -217,7 +236,33 @@ class Trainer:
             count += batch.size
         result = {f"val_{k}_loss": v / max(count, 1) for k, v in sums.items()}
         result["val_loss"] = result["val_encoding_loss"] + result["val_decoding_loss"]
+        if self.settings.select not in result:
+            result.update(self.validation_metrics())
+        if self.settings.select not in result:
+            known = ", ".join(sorted(result))
+            raise NedsError(f"train.select: validation produced no '{self.settings.select}'; it produced: {known}")
         return result
+
+    def validation_metrics(self) -> dict[str, float]:
+        """The recipe's metrics on the validation split, as val_<task>_<modality>_<metric> means over sessions."""
+        from neds_framework.engine.eval_stage import recipe_metrics
+        from neds_framework.engine.evaluate import evaluate_session, model_predictor, summarise
+
+        recipe = self.context.recipe
+        metrics = recipe_metrics(recipe, self.context.plugins.registries)
+        predict = model_predictor(self.model, self._autocast)
+        rows = []
+        for eid in self.store.eids:
+            if len(self.store.split(eid, "val")):
+                result = evaluate_session(predict, self.store, eid, list(recipe.modalities), metrics, "val",
+                                          device=self.device, batch_size=max(self.settings.batch_size, 64))
+                rows.extend(row for row in result.rows() if row[1] != "oracle")
+        return {f"val_{task}_{modality}_{metric}": mean for task, modality, metric, mean, _, _ in summarise(rows)}
+
+    def improved(self, value: float) -> bool:
+        if np.isnan(value):
+            return False
+        return value < self.best if self.settings.minimise else value > self.best
 
     def run(self) -> None:
         s = self.settings
@@ -226,14 +271,18 @@ class Trainer:
             self.epoch += 1
             if self.epoch % s.validate_every == 0 or self.epoch == s.epochs:
                 row.update(self.validate())
-                if row["val_loss"] < self.best:
-                    self.best, self.stale = row["val_loss"], 0
-                    self.record.put_checkpoint("best", {"model": self.model.state_dict(), "epoch": self.epoch})
+                if self.improved(row[s.select]):
+                    self.best, self.stale = row[s.select], 0
+                    self.record.put_checkpoint("best", self.state())
                 else:
                     self.stale += 1
             self.record.log("epoch", row)
+            for key, value in row.items():
+                if key != "epoch":
+                    self.writer.add_scalar(f"epoch/{key}", value, self.epoch)
             self.record.put_checkpoint("last", self.state())
             self.record.save()
+            self.writer.flush()
             print(
                 f"epoch {self.epoch}/{s.epochs}  loss {row['train_loss']:.4f}"
                 + (f"  val_loss {row['val_loss']:.4f}" if "val_loss" in row else "")
@@ -241,7 +290,7 @@ class Trainer:
                 file=sys.stderr,
             )
             if s.patience and self.stale >= s.patience:
-                print(f"early stop: val_loss has not improved for {s.patience} validations", file=sys.stderr)
+                print(f"early stop: {s.select} has not improved for {s.patience} validations", file=sys.stderr)
                 break
 
 
@@ -258,11 +307,27 @@ def flushed_denormals(enabled: bool):
         torch.set_flush_denormal(False)
 
 
-def run_train(context) -> Path:
-    trainer = Trainer.from_context(context)
+def _model_sessions(model: torch.nn.Module, store_features: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Input widths of every session the model holds: the store's, plus those a finetuned model
+    brought from its pretraining run."""
+    carried = getattr(model, "carried_sessions", {})
+    return {**carried, **store_features}
+
+
+def train_model(context, settings: TrainSettings | None = None, model: torch.nn.Module | None = None) -> Trainer:
+    """Build (or take) the model, resume if asked, train; the stage body of train and finetune."""
+    trainer = Trainer.from_context(context, settings, model)
     resume = getattr(context, "resume", None)
     if resume is not None:
         trainer.restore(RunRecord.load(resume))
-    with flushed_denormals(trainer.settings.flush_denormal and trainer.device.type == "cpu"):
-        trainer.run()
-    return trainer.record.path
+    trainer.writer = open_writer(context.run_dir, trainer.settings.tensorboard, purge_step=trainer.step + 1 if resume else None)
+    try:
+        with flushed_denormals(trainer.settings.flush_denormal and trainer.device.type == "cpu"):
+            trainer.run()
+    finally:
+        trainer.writer.close()
+    return trainer
+
+
+def run_train(context) -> Path:
+    return train_model(context).record.path

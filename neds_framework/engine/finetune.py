@@ -1,0 +1,68 @@
+"""The `finetune` stage: a pretrained run's model, grown to the store's new sessions, trained on.
+
+The model is rebuilt from the pretrained run's record (its sessions and a checkpoint) with this
+recipe's model and modalities, which must be the ones it was trained with. Every store session
+the model lacks gets fresh per-session layers and a session embedding (`add_session`, which
+leaves the existing sessions' outputs unchanged). ``train_only: new`` freezes everything else,
+so only the new sessions' layers train; ``all`` trains the whole model. Training is the train
+stage's loop (the same checkpoints, resume, validation and record), over this recipe's store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from neds_framework.engine.record import RunRecord
+from neds_framework.engine.settings import FinetuneSettings
+from neds_framework.errors import NedsError
+
+def session_parameters(model: torch.nn.Module, sessions: set[str]) -> list[str]:
+    """Names of the parameters that belong to the given sessions (per-session layers, embeddings)."""
+    return [name for name, _ in model.named_parameters() if sessions.intersection(name.split("."))]
+
+
+def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
+    """The pretrained model with layers for every store session it lacks (frozen as asked)."""
+    from neds_framework.data.store import SessionStore
+    from neds_framework.engine.prepare import store_path
+    from neds_framework.engine.train import session_features
+    from neds_framework.engine.trained import load_trained_model, model_sessions
+
+    recipe = context.recipe
+    pretrained = Path(settings.pretrained)
+    record = RunRecord.load(pretrained)
+    torch.manual_seed(recipe.run.seed)
+    model = load_trained_model(recipe, context.plugins.registries, record, settings.checkpoint)
+    carried, _ = model_sessions(record)
+    store = SessionStore(store_path(recipe))
+    features = session_features(store, list(recipe.modalities))
+    new = [eid for eid in store.eids if eid not in carried]
+    for eid in new:
+        model.add_session(eid, features[eid])
+    model.carried_sessions = carried  # recorded with the run, so the finetuned model can be rebuilt
+    if settings.train_only == "new":
+        if not new:
+            raise NedsError("finetune.train_only: new, but the pretrained model already has every session of the store")
+        trainable = set(session_parameters(model, set(new)))
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in trainable)
+    print(
+        f"finetune: {len(carried)} pretrained session(s) from {pretrained}, {len(new)} new; "
+        f"training {'the new sessions layers only' if settings.train_only == 'new' else 'the whole model'}"
+    )
+    return model.train()
+
+
+def run_finetune(context) -> Path:
+    from neds_framework.engine.train import train_model
+
+    settings: FinetuneSettings | None = context.recipe.section("finetune")
+    if settings is None:
+        raise NedsError("finetune: the recipe has no 'finetune' section; it needs at least finetune.pretrained")
+    settings.check()
+    trainer = train_model(context, settings, grow_pretrained(context, settings))
+    trainer.record.meta["pretrained"] = str(Path(settings.pretrained))
+    trainer.record.save()
+    return trainer.record.path
