@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_binning.py
 	$(BIN)/python benchmarks/bench_train_step.py
+	$(BIN)/python benchmarks/bench_quickstart.py
 
 clean:
 	rm -rf $(VENV) runs data/generated

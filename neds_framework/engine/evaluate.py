@@ -210,6 +210,7 @@ def evaluate_session(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     neural: tuple[str, ...] = NEURAL_MODALITIES,
+    oracle: bool = True,
 ) -> SessionResult:
     """Predict and score one session's split; adds the oracle task where ground truth exists."""
     tasks = expand_tasks(tasks, modalities, neural)
@@ -223,7 +224,7 @@ def evaluate_session(
             scored.setdefault(task, {})[name] = result
             skipped.extend(f"{task}: {w}" for w in why)
     info = store.info(eid)
-    if "rates" in info.truth and "spikes" in modalities and "spikes" in info.modalities and len(trials):
+    if oracle and "rates" in info.truth and "spikes" in modalities and "spikes" in info.modalities and len(trials):
         truth = store.read_truth(eid, "rates", trials).astype(np.float32)
         counts = store.read(eid, "spikes", trials).astype(np.float32)
         result, why = score(metrics, "spikes", truth, counts, labels)

@@ -70,6 +70,8 @@ class TrainSettings:
             raise NedsError("train: epochs, batch_size, accumulate and validate_every must be at least 1")
         if self.select_mode not in ("auto", "min", "max"):
             raise NedsError(f"train.select_mode: expected auto, min or max, got {self.select_mode!r}")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise NedsError("train.amp: fp16 autocast is for GPUs; on CPU use amp: bf16")
         if not self.select.startswith("val_"):
             raise NedsError(f"train.select: expected a validation score (val_loss, val_encoding_spikes_bps, ...), got {self.select!r}")
 

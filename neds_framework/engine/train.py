@@ -17,6 +17,7 @@ gets computed on the validation split; the best checkpoint is the one with the b
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,8 @@ class Trainer:
     device: torch.device
     record: RunRecord
     generator: torch.Generator
+    # fp16 autocast needs loss scaling against gradient underflow; a disabled scaler is a no-op.
+    scaler: torch.amp.GradScaler = attrs.field(default=None)
     epoch: int = 0
     step: int = 0
     best: float = float("inf")
@@ -127,7 +130,8 @@ class Trainer:
             n_bins=n_bins,
         )
         generator = torch.Generator().manual_seed(recipe.run.seed)
-        trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator)
+        scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
+        trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator, scaler)
         trainer.best = float("inf") if settings.minimise else float("-inf")
         return trainer
 
@@ -138,6 +142,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
@@ -151,6 +156,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
@@ -192,11 +199,13 @@ class Trainer:
             masks = self.masker(batch, self.generator)
             with self._autocast():
                 out = self.model(batch, masks)
-            (out.loss / s.accumulate).backward()
+            self.scaler.scale(out.loss / s.accumulate).backward()
             if (i + 1) % s.accumulate == 0 or i + 1 == len(keys):
                 if s.grad_clip:
+                    self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
-                self.optimizer.step()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
                 self.schedule.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
@@ -255,8 +264,8 @@ class Trainer:
         for eid in self.store.eids:
             if len(self.store.split(eid, "val")):
                 result = evaluate_session(predict, self.store, eid, list(recipe.modalities), metrics, "val",
-                                          device=self.device, batch_size=max(self.settings.batch_size, 64))
-                rows.extend(row for row in result.rows() if row[1] != "oracle")
+                                          device=self.device, batch_size=max(self.settings.batch_size, 64), oracle=False)
+                rows.extend(result.rows())
         return {f"val_{task}_{modality}_{metric}": mean for task, modality, metric, mean, _, _ in summarise(rows)}
 
     def improved(self, value: float) -> bool:
@@ -320,6 +329,9 @@ def train_model(context, settings: TrainSettings | None = None, model: torch.nn.
     resume = getattr(context, "resume", None)
     if resume is not None:
         trainer.restore(RunRecord.load(resume))
+    else:  # a fresh run in a used folder: the old run's logs and figures would mix with this one's
+        for old in ("tensorboard", "figures"):
+            shutil.rmtree(Path(context.run_dir) / old, ignore_errors=True)
     trainer.writer = open_writer(context.run_dir, trainer.settings.tensorboard, purge_step=trainer.step + 1 if resume else None)
     try:
         with flushed_denormals(trainer.settings.flush_denormal and trainer.device.type == "cpu"):
