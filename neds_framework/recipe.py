@@ -170,12 +170,13 @@ def read_yaml(path: Path, named_by: str = "") -> dict:
 
 
 def _merge(base: dict, top: dict, base_origins: dict, top_origins: dict, prefix: KeyPath = ()) -> tuple[dict, dict]:
-    """`top` over `base`: mappings merge key by key, anything else is replaced whole."""
+    """`top` over `base`: mappings merge key by key (except a plugin section that names another
+    plugin, see `_switches_plugin`), anything else is replaced whole."""
     merged = dict(base)
     origins = dict(base_origins)
     for key, value in top.items():
         path = prefix + (key,)
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _switches_plugin(base[key], value):
             merged[key], origins = _merge(base[key], value, origins, top_origins, path)
         else:
             merged[key] = value
@@ -184,6 +185,12 @@ def _merge(base: dict, top: dict, base_origins: dict, top_origins: dict, prefix:
             origins.update({p: o for p, o in top_origins.items() if p[: len(path)] == path})
         origins[path] = top_origins.get(path, top_origins[()])
     return merged, origins
+
+
+def _switches_plugin(base: dict, top: dict) -> bool:
+    """A plugin section naming another plugin replaces the base section whole: the base's
+    settings belong to the plugin it named and would be unknown keys to the new one."""
+    return "name" in top and "name" in base and top["name"] != base["name"]
 
 
 def _origins_of(data: Any, label: str, prefix: KeyPath = ()) -> dict:

@@ -198,3 +198,61 @@ def test_bad_eval_and_finetune_settings_are_one_line_errors(tmp_path, capsys):
     recipe = write_recipe(tmp_path, "noft", tiny_body(tmp_path, "[finetune]", extra="finetune: {epochs: 1}"))
     assert cli.main([str(recipe)]) == 2
     assert "finetune.pretrained: missing" in capsys.readouterr().err
+
+
+MIXED = """
+masker:
+  name: mixture
+  schemes: {neds_multitask: 0.5, neuron: 0.25, inter_region: 0.25}
+  options: {neuron: {ratio: 0.25}}
+modalities:
+  spikes: {tokenizer: {name: spikes, element_masks: true}, head: spikes}
+"""
+
+
+def test_a_mixed_masking_recipe_trains_and_its_matching_evaluations_run(trained, tmp_path):
+    folder, _ = trained
+    body = tiny_body(tmp_path, "[prepare, train, eval]", epochs=1).replace(
+        "eval: {figure_sessions: 1, top_neurons: 3}",
+        "eval: {figures: false, tasks: [encoding, co_smoothing, forward, inter_region, intra_region], forward_bins: 10}",
+    )
+    recipe = write_recipe(tmp_path, "mixed", body + textwrap.indent(textwrap.dedent(MIXED), "        "))
+    assert cli.main([str(recipe)]) == 0
+    record = RunRecord.load(tmp_path / "runs" / "mixed")
+    rows = read_table(record)
+    keys = {(task, metric) for _, task, modality, metric, _ in rows if modality == "spikes"}
+    for task in ("co_smoothing", "forward", "inter_region", "intra_region"):
+        assert (task, "bps") in keys and (f"oracle_{task}", "bps") in keys, task
+    assert any(task == "inter_region" and metric.startswith("bps_region_") for task, metric in keys)
+    store = SessionStore(tmp_path / "store.h5")
+    eid = store.eids[0]
+    forward = record.results[f"eval/test/{eid}/forward/spikes"]["target"]
+    assert np.isnan(forward[:, :90]).all() and not np.isnan(forward[:, 90:]).any()  # only the last 10 bins scored
+    co = record.results[f"eval/test/{eid}/co_smoothing/spikes"]
+    held = ~np.isnan(co["target"][0, 0])
+    n = store.info(eid).n_neurons
+    assert held.sum() == round(0.2 * n)
+    assert np.isnan(co["bps_per_neuron"][~held]).all()
+    inter = record.results[f"eval/test/{eid}/inter_region/spikes"]["target"]
+    assert not np.isnan(inter).any()  # every neuron predicted once, with its region hidden
+
+
+def test_the_oracle_scores_its_own_ceiling_on_each_spike_task(trained):
+    folder, _ = trained
+    store = SessionStore(folder / "store.h5")
+    eid = store.eids[0]
+    trials = store.split(eid, "test")
+    truth = torch.from_numpy(store.read_truth(eid, "rates", trials).astype(np.float32))
+    registries = get_plugins().registries
+    from neds_framework.recipe import load_recipe
+
+    recipe = load_recipe(folder / "tiny.yaml", registries=registries)
+
+    def truth_predictor(batch, masks):
+        return {"spikes": truth}
+
+    result = evaluate_session(truth_predictor, store, eid, ["spikes", "wheel"], recipe_metrics(recipe, registries),
+                              tasks=("co_smoothing", "forward", "inter_region", "intra_region"), batch_size=10_000)
+    for task in ("co_smoothing", "forward", "inter_region", "intra_region"):
+        got, ceiling = result.tasks[task]["spikes"].scalars, result.tasks[f"oracle_{task}"]["spikes"].scalars
+        assert got["bps"] == pytest.approx(ceiling["bps"], abs=1e-9), task

@@ -236,3 +236,14 @@ def test_overlay_files_merge_over_the_recipe_and_errors_name_them(tmp_path):
     assert recipe.run.seed == 5
     with pytest.raises(NedsError, match="--overlay: file"):
         load_recipe(base, registries=fake_registries(), overlays=[tmp_path / "nope.yaml"])
+
+
+def test_a_section_naming_another_plugin_replaces_the_base_section(tmp_path):
+    (tmp_path / "base.yaml").write_text("stages: [prepare]\nmasker: {name: temporal, ratio: 0.5, expand_prob: 0.1}\n")
+    top = tmp_path / "top.yaml"
+    top.write_text("extends: base.yaml\nmasker: {name: random}\n")
+    recipe = load_recipe(top, registries=fake_registries())
+    assert recipe.masker.name == "random" and recipe.masker.config.ratio == 0.3  # the base's settings did not carry over
+    top.write_text("extends: base.yaml\nmasker: {ratio: 0.2}\n")
+    recipe = load_recipe(top, registries=fake_registries())
+    assert recipe.masker.name == "temporal" and recipe.masker.config.ratio == 0.2 and recipe.masker.config.expand_prob == 0.1

@@ -66,6 +66,15 @@ def shard(keys: list[BatchKey], rank: int, world_size: int) -> list[BatchKey]:
     return padded[rank::world_size]
 
 
+def region_codes(store: SessionStore, eid: str) -> tuple[np.ndarray, torch.Tensor]:
+    """(region names, (N,) long code of each neuron's region) of a session, for `Batch.regions`."""
+    neurons = store.neurons(eid)
+    if "region" not in neurons:
+        return np.array([], dtype=str), torch.zeros(0, dtype=torch.long)
+    names, codes = np.unique(np.asarray(neurons["region"]).astype(str), return_inverse=True)
+    return names, torch.from_numpy(codes.astype(np.int64).reshape(-1))
+
+
 class SessionCache:
     """Whole (session, array) reads kept in memory up to a byte budget, least recently used out.
 

@@ -22,6 +22,7 @@ import torch
 from neds_framework import __version__
 from neds_framework.engine.evaluate import (
     SessionResult,
+    TaskOptions,
     evaluate_session,
     format_summary,
     model_predictor,
@@ -119,11 +120,12 @@ def run_eval(context) -> Path:
     metrics = recipe_metrics(recipe, registries)
     neural = getattr(model.settings, "neural", None) or ("spikes", "lfp")
     predict = model_predictor(model)
+    options = TaskOptions(settings.heldout_fraction, settings.forward_bins, settings.intra_fraction)
 
     results = [
         evaluate_session(
             predict, store, eid, modalities, metrics, settings.split, settings.tasks,
-            settings.conditions, settings.batch_size, device, tuple(neural),
+            settings.conditions, settings.batch_size, device, tuple(neural), options=options,
         )
         for eid in eids
     ]

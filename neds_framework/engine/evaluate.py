@@ -21,17 +21,18 @@ consume (`Head.predict`): the trained model is one, the oracle and baselines are
 from __future__ import annotations
 
 import sys
+import zlib
 from typing import Callable, Iterable
 
 import attrs
 import numpy as np
 import torch
 
-from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch
+from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes
 from neds_framework.data.store import SessionStore
 from neds_framework.engine.settings import TASKS
 from neds_framework.errors import NedsError
-from neds_framework.model.batch import ELEMENT_MASKED, NEURAL_MODALITIES, Batch, Masks
+from neds_framework.model.batch import ELEMENT_MASKED, NEURAL_MODALITIES, Batch, Masks, full_mask, is_static
 from neds_framework.model.eval_masks import decoding_masks, encoding_masks, variable_decoding_masks
 
 Predictor = Callable[[Batch, Masks], dict]
@@ -67,14 +68,78 @@ class SessionResult:
 # --------------------------------------------------------------------------- what to hide
 
 
-def task_masks(task: str, batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
+@attrs.frozen
+class TaskOptions:
+    """Shapes of the masking-scheme evaluations (eval settings of the same names)."""
+
+    heldout_fraction: float = 0.2  # co_smoothing: share of each session's neurons held out
+    forward_bins: int = 20  # forward: the last bins predicted from the earlier ones
+    intra_fraction: float = 0.5  # intra_region: share of a region hidden per pass
+
+
+#: Tasks that hide part of the spikes (element masks) and score the hidden part only.
+SPIKE_TASKS = ("co_smoothing", "forward", "inter_region", "intra_region")
+
+
+def heldout_neurons(eid: str, n: int, fraction: float) -> torch.Tensor:
+    """(N,) bool: the session's co-smoothing neurons, fixed by the eid (never by the batch)."""
+    k = min(max(1, round(n * fraction)), n - 1) if n > 1 else n
+    rng = np.random.default_rng(zlib.crc32(eid.encode()))
+    out = torch.zeros(n, dtype=torch.bool)
+    out[torch.from_numpy(rng.permutation(n)[:k])] = True
+    return out
+
+
+def _spike_passes(task: str, batch: Batch, options: TaskOptions) -> list[torch.Tensor]:
+    """The (B, T, N) spike masks of a spike task; each neuron/bin is hidden in some pass."""
+    spikes = batch.values["spikes"]
+    b, t, n = spikes.shape
+    device = spikes.device
+    if task == "forward":
+        h = min(max(options.forward_bins, 1), t - 1)
+        return [(torch.arange(t, device=device) >= t - h).view(1, t, 1).expand(b, t, n)]
+    if task == "co_smoothing":
+        return [heldout_neurons(batch.session, n, options.heldout_fraction).to(device).view(1, 1, n).expand(b, t, n)]
+    codes = batch.regions
+    if codes is None or codes.numel() != n:
+        raise NedsError(f"evaluation task '{task}' needs the region of each neuron of session '{batch.session}'")
+    neuron_sets = []
+    for region in torch.unique(codes):
+        members = codes == region
+        if task == "inter_region":
+            neuron_sets.append(members)
+            continue
+        # intra_region: the region in parts, each hidden while the rest of it stays visible.
+        rank = members.long().cumsum(0) - 1  # position of a member within its region
+        size = int(members.sum())
+        parts = max(2, round(1 / options.intra_fraction)) if size > 1 else 1
+        neuron_sets += [members & (rank % parts == p) for p in range(parts)]
+    return [s.view(1, 1, n).expand(b, t, n) for s in neuron_sets if bool(s.any())]
+
+
+def task_passes(task: str, batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES,
+                options: TaskOptions = TaskOptions()) -> list[Masks]:
+    """The masks of each forward pass of an evaluation task."""
     if task == "encoding":
-        return encoding_masks(batch, neural)
+        return [encoding_masks(batch, neural)]
     if task == "decoding":
-        return decoding_masks(batch, neural)
+        return [decoding_masks(batch, neural)]
     if task.startswith("decode_"):
-        return variable_decoding_masks(batch, task[len("decode_"):], neural)
-    raise NedsError(f"unknown evaluation task '{task}'; known: encoding, decoding, decode_<variable>")
+        return [variable_decoding_masks(batch, task[len("decode_"):], neural)]
+    if task in SPIKE_TASKS:
+        if "spikes" not in batch.values:
+            raise NedsError(f"evaluation task '{task}' needs spikes")
+        shown = {name: full_mask(name, value, False) for name, value in batch.values.items()}
+        return [{**shown, "spikes": mask} for mask in _spike_passes(task, batch, options)]
+    raise NedsError(f"unknown evaluation task '{task}'; known: encoding, decoding, decode_<variable>, {', '.join(SPIKE_TASKS)}")
+
+
+def task_masks(task: str, batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
+    """The masks of a one-pass task (encoding, decoding, decode_<variable>)."""
+    passes = task_passes(task, batch, neural)
+    if len(passes) != 1:
+        raise NedsError(f"evaluation task '{task}' takes {len(passes)} passes; use task_passes")
+    return passes[0]
 
 
 def expand_tasks(tasks: Iterable[str], modalities: Iterable[str], neural: tuple[str, ...] = NEURAL_MODALITIES) -> list[str]:
@@ -83,7 +148,7 @@ def expand_tasks(tasks: Iterable[str], modalities: Iterable[str], neural: tuple[
     for task in tasks:
         if task == "variables":
             out.extend(f"decode_{name}" for name in modalities if name not in neural)
-        elif task in ("encoding", "decoding"):
+        elif task in ("encoding", "decoding") or task in SPIKE_TASKS:
             out.append(task)
         else:
             raise NedsError(f"eval.tasks: unknown task '{task}'; choose from {', '.join(TASKS)}")
@@ -128,31 +193,45 @@ def collect_predictions(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     neural: tuple[str, ...] = NEURAL_MODALITIES,
+    options: TaskOptions = TaskOptions(),
 ) -> tuple[np.ndarray, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
     """(trial indices, task -> modality -> (prediction, target)) over a session's split.
 
-    A modality enters a task's results only when the task's mask hides all of it and the
-    predictor returned it.
+    A task may take several passes (one per region, say); each element's prediction comes from
+    the pass that hid it. Elements no pass hid are NaN in the target, so metrics (which skip NaN
+    targets) score only what was predicted. Per-trial modalities count only when hidden whole.
     """
     keys = plan_epoch(store, split, batch_size, seed=0, epoch=0, shuffle=False, sessions=[eid])
     parts: dict[str, dict[str, tuple[list, list]]] = {task: {} for task in tasks}
     trials = np.asarray([t for key in keys for t in key.trials], dtype=np.int64)
+    regions = region_codes(store, eid)[1].to(device)
     for _, values in batch_loader(StoreBatches(store, modalities), keys):
-        batch = Batch(session=eid, values={k: v.to(device) for k, v in values.items()})
+        batch = Batch(session=eid, values={k: v.to(device) for k, v in values.items()}, regions=regions)
         for task in tasks:
             try:
-                masks = task_masks(task, batch, neural)
+                passes = task_passes(task, batch, neural, options)
             except NedsError:
-                continue  # a variable this session lacks
-            hidden = [name for name, mask in masks.items() if bool(mask.all())]
-            if not hidden:
-                continue
-            predictions = predict(batch, masks)
-            for name in hidden:
-                if name in predictions:
-                    preds, targets = parts[task].setdefault(name, ([], []))
-                    preds.append(predictions[name].float().cpu().numpy())
-                    targets.append(batch.values[name].cpu().numpy())
+                continue  # a variable or modality this session lacks
+            made: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+            for masks in passes:
+                scored = [n for n, m in masks.items() if bool(m.all()) or (not is_static(m) and bool(m.any()))]
+                if not scored:
+                    continue
+                predictions = predict(batch, masks)
+                for name in scored:
+                    if name not in predictions:
+                        continue
+                    pred = predictions[name].float()
+                    mask = masks[name].reshape(pred.shape) if masks[name].numel() == pred.numel() else masks[name]
+                    old_pred, old_hidden = made.get(name, (torch.zeros_like(pred), torch.zeros_like(mask)))
+                    made[name] = (torch.where(mask, pred, old_pred), old_hidden | mask)
+            for name, (pred, hidden) in made.items():
+                target = batch.values[name]
+                if not bool(hidden.all()):
+                    target = torch.where(hidden, target.float(), torch.nan)
+                preds, targets = parts[task].setdefault(name, ([], []))
+                preds.append(pred.cpu().numpy())
+                targets.append(target.cpu().numpy())
     results = {
         task: {name: (np.concatenate(p), np.concatenate(t)) for name, (p, t) in by_modality.items()}
         for task, by_modality in parts.items()
@@ -211,10 +290,16 @@ def evaluate_session(
     device: torch.device | str = "cpu",
     neural: tuple[str, ...] = NEURAL_MODALITIES,
     oracle: bool = True,
+    options: TaskOptions = TaskOptions(),
 ) -> SessionResult:
-    """Predict and score one session's split; adds the oracle task where ground truth exists."""
+    """Predict and score one session's split.
+
+    Where the session has ground truth, the true rates are scored too: as `oracle` on every
+    spike, and as `oracle_<task>` on exactly the elements each spike task predicted.
+    Region tasks also report each region's mean bits per spike (``bps_region_<name>``).
+    """
     tasks = expand_tasks(tasks, modalities, neural)
-    trials, predicted = collect_predictions(predict, store, eid, modalities, split, tasks, batch_size, device, neural)
+    trials, predicted = collect_predictions(predict, store, eid, modalities, split, tasks, batch_size, device, neural, options)
     labels = trial_conditions(store, eid, trials, conditions)
     scored: dict[str, dict[str, Scored]] = {}
     skipped: list[str] = []
@@ -230,10 +315,28 @@ def evaluate_session(
         result, why = score(metrics, "spikes", truth, counts, labels)
         scored["oracle"] = {"spikes": result}
         skipped.extend(f"oracle: {w}" for w in why)
+        for task in SPIKE_TASKS:
+            if "spikes" in predicted.get(task, {}):
+                target = predicted[task]["spikes"][1]
+                result, _ = score(metrics, "spikes", truth, target, labels)
+                scored[f"oracle_{task}"] = {"spikes": result}
+    names, codes = region_codes(store, eid)
+    for task, by_modality in scored.items():
+        per_neuron = by_modality.get("spikes").arrays.get("bps_per_neuron") if "spikes" in by_modality else None
+        if task.endswith(("inter_region", "intra_region")) and per_neuron is not None:
+            codes_np = codes.numpy()
+            for i, name in enumerate(names):
+                by_modality["spikes"].scalars[f"bps_region_{name}"] = nanmean_or_nan(per_neuron[codes_np == i])
     return SessionResult(eid=eid, trials=trials, tasks=scored, conditions=labels, skipped=tuple(skipped))
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def nanmean_or_nan(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def summarise(rows: list[tuple[str, str, str, str, float]]) -> list[tuple[str, str, str, float, float, int]]:
@@ -248,8 +351,14 @@ def summarise(rows: list[tuple[str, str, str, str, float]]) -> list[tuple[str, s
         mean = float(v.mean()) if v.size else float("nan")
         sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
         out.append((task, modality, metric, mean, sem, int(v.size)))
-    order = {"encoding": 0, "oracle": 1, "decoding": 2}
-    return sorted(out, key=lambda r: (order.get(r[0], 3), r[0], r[1], r[2]))
+    return sorted(out, key=lambda r: (*_task_order(r[0]), r[0], r[1], r[2]))
+
+
+def _task_order(task: str) -> tuple[int, int]:
+    """Each prediction task followed by its oracle; encoding tasks before decoding ones."""
+    order = {"encoding": 0, "oracle": 0, "co_smoothing": 1, "forward": 2, "inter_region": 3, "intra_region": 4, "decoding": 5}
+    base = "encoding" if task == "oracle" else task.removeprefix("oracle_")
+    return order.get(base, 6), int(task.startswith("oracle"))
 
 
 def format_summary(summary: list[tuple[str, str, str, float, float, int]], title: str = "") -> str:

@@ -102,7 +102,7 @@ class FinetuneSettings(TrainSettings):
 
 
 #: Evaluation tasks a recipe can name (`variables`: one decoding task per behaviour variable).
-TASKS = ("encoding", "decoding", "variables")
+TASKS = ("encoding", "decoding", "variables", "co_smoothing", "forward", "inter_region", "intra_region")
 
 
 @attrs.frozen
@@ -112,7 +112,13 @@ class EvalSettings:
     split: str = "test"
     checkpoint: str = "best"  # best | last (best falls back to last when the run never validated)
     run: str = ""  # evaluate the model of this run folder instead of this run's own
-    tasks: tuple[str, ...] = ("encoding", "decoding")  # and/or `variables` (one per behaviour)
+    # encoding, decoding, variables (one decoding task per behaviour); and the evaluations that
+    # match the masking schemes: co_smoothing (held-out neurons), forward (last bins),
+    # inter_region (each region from the others), intra_region (part of a region from the rest).
+    tasks: tuple[str, ...] = ("encoding", "decoding")
+    heldout_fraction: float = 0.2  # co_smoothing: share of each session's neurons held out (fixed per session)
+    forward_bins: int = 20  # forward: how many final bins are predicted
+    intra_fraction: float = 0.5  # intra_region: share of a region hidden in each pass
     # Trial fields whose unique combinations are the PSTH conditions (NEDS: block, choice, reward).
     conditions: tuple[str, ...] = ("probabilityLeft", "choice", "feedbackType")
     batch_size: int = 64

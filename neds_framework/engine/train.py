@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from neds_framework import __version__
-from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch
+from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes
 from neds_framework.data.store import SessionStore
 from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.prepare import store_path
@@ -86,6 +86,7 @@ class Trainer:
     stale: int = 0
     writer: object = attrs.Factory(NullWriter)
     batches: StoreBatches | None = None
+    regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
 
     # ------------------------------------------------------------------ construction
 
@@ -181,7 +182,10 @@ class Trainer:
         return keys, batch_loader(self.batches, keys, workers=self.settings.workers)
 
     def _to_batch(self, eid: str, values: dict) -> Batch:
-        return Batch(session=eid, values={k: v.to(self.device, non_blocking=True) for k, v in values.items()})
+        if eid not in self.regions:
+            self.regions[eid] = region_codes(self.store, eid)[1].to(self.device)
+        values = {k: v.to(self.device, non_blocking=True) for k, v in values.items()}
+        return Batch(session=eid, values=values, regions=self.regions[eid])
 
     def train_epoch(self) -> dict[str, float]:
         s = self.settings

@@ -35,17 +35,20 @@ class Batch:
 
     values holds modalities only: ground truth or trial metadata travel elsewhere, since a
     masker or the model treats every key here as something to hide or show.
+    regions: optional (N,) long, the brain region of each neuron as a code (0..R-1) within the
+    session, for region-based masking and evaluation.
     """
 
     session: str
     values: dict[str, torch.Tensor]
+    regions: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
         return next(iter(self.values.values())).shape[0]
 
     def with_values(self, values: dict[str, torch.Tensor]) -> "Batch":
-        return Batch(session=self.session, values=values)
+        return Batch(session=self.session, values=values, regions=self.regions)
 
 
 def is_static(value: torch.Tensor) -> bool:

@@ -1,0 +1,85 @@
+"""`mixture`: per sample, one of several registered maskers, drawn with the recipe's probabilities.
+
+    masker:
+      name: mixture
+      schemes: {neds_multitask: 0.5, neuron: 0.25, inter_region: 0.25}   # relative probabilities
+      options: {neuron: {ratio: 0.2}}                                    # settings of any of them
+
+Every listed masker (built-in or from another plugin) draws masks for the whole batch; each
+sample then keeps the masks of its own drawn masker. The loop is over maskers, never samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cattrs
+import torch
+
+from neds_framework.errors import NedsError
+from neds_framework.model.batch import Batch, Masks
+from neds_framework.model.interfaces import Masker
+
+
+def _probabilities(instance, attribute, value):
+    if not value:
+        raise ValueError("name at least one masker, e.g. {neds_multitask: 0.5, neuron: 0.5}")
+    if any(p < 0 for p in value.values()) or sum(value.values()) <= 0:
+        raise ValueError(f"probabilities must be >= 0 and not all 0, got {dict(value)}")
+    if "mixture" in value:
+        raise ValueError("a mixture cannot contain itself")
+
+
+@attrs.frozen
+class MixtureSettings:
+    schemes: dict[str, float] = attrs.field(factory=lambda: {"neds_multitask": 1.0}, validator=_probabilities)
+    options: dict[str, dict[str, Any]] = attrs.field(factory=dict)  # masker name -> its settings
+
+
+def _registries():
+    from neds_framework.plugins import get_plugins
+
+    return get_plugins().registries
+
+
+def build_masker(name: str, options: dict[str, Any], registries) -> Masker:
+    """A registered masker with its settings structured from a plain mapping."""
+    entry = registries.maskers.get(name)
+    settings = None
+    if entry.settings is not None:
+        from neds_framework.recipe import make_converter
+
+        try:
+            settings = make_converter(registries).structure(options or {}, entry.settings)
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            detail = exc.exceptions[0] if isinstance(exc, cattrs.BaseValidationError) and exc.exceptions else exc
+            raise NedsError(f"masker.options.{name}: {detail}") from None
+    elif options:
+        raise NedsError(f"masker.options.{name}: masker '{name}' takes no settings")
+    return entry.factory(settings)
+
+
+class MixtureMasker(Masker):
+    Settings = MixtureSettings
+
+    def __init__(self, settings: MixtureSettings | None = None, registries=None):
+        super().__init__(settings)
+        registries = registries or _registries()
+        unknown = sorted(set(self.settings.options) - set(self.settings.schemes))
+        if unknown:
+            raise NedsError(f"masker.options: {', '.join(unknown)} not among the mixture's schemes ({', '.join(self.settings.schemes)})")
+        self.names = list(self.settings.schemes)
+        self.maskers = [build_masker(n, self.settings.options.get(n, {}), registries) for n in self.names]
+        self._probs = torch.tensor([float(self.settings.schemes[n]) for n in self.names], dtype=torch.float64)
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Masks:
+        b = batch.size
+        pick = torch.multinomial(self._probs, b, replacement=True, generator=generator)
+        drawn = [masker(batch, generator) for masker in self.maskers]
+        rows = torch.arange(b)
+        masks = {}
+        for name, value in batch.values.items():
+            stacked = torch.stack([d[name].to(value.device) for d in drawn])  # (K, B, ...)
+            masks[name] = stacked[pick.to(value.device), rows.to(value.device)]
+        return masks
