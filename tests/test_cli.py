@@ -29,7 +29,7 @@ def neds_register_stages(register):
 
 @hookimpl
 def neds_register_maskers(register):
-    register("temporal", object)
+    register("echo_masker", object)
 """
 
 
@@ -48,7 +48,7 @@ def with_stage(tmp_path, monkeypatch):
 @pytest.fixture
 def recipe(tmp_path):
     path = tmp_path / "echo.yaml"
-    path.write_text(f"stages: [echo]\nrun: {{dir: {tmp_path / 'runs'}}}\necho: {{message: hello}}\nmasker: temporal\n")
+    path.write_text(f"stages: [echo]\nrun: {{dir: {tmp_path / 'runs'}}}\necho: {{message: hello}}\nmasker: echo_masker\n")
     return path
 
 
