@@ -103,8 +103,9 @@ def test_structure_of_each_scheme(name, shape, ratio):
             assert all(len(r) == 1 for r in hidden_regions)  # all hidden neurons in one region
             for row, region in zip(neurons, hidden_regions):
                 members = codes == region
-                if members.sum() > 1:
-                    assert not row[members].all()  # the rest of the region stays visible
+                size = int(members.sum())
+                expected = min(max(1, round(size * ratio)), max(size - 1, 1))
+                assert int(row.sum()) == expected  # the ratio of the region, the rest of it visible
 
 
 def _flipped(m):
