@@ -1,7 +1,7 @@
 """`neds-run`: run a recipe, or one of the sub-commands.
 
-    neds-run RECIPE [--overlay FILE] [--set key.path=value ...] [--resume RUN]
-                                                  run the recipe's stages in order
+    neds-run RECIPE [--overlay FILE] [--set key.path=value ...] [--resume RUN] [--nproc N]
+                                                  run the recipe's stages in order (N processes)
     neds-run validate RECIPE [--set ...] [--dump] check a recipe and every plugin section
     neds-run plugins                              list every registered name and its provider
     neds-run inspect RUN [--sessions]             summarise a run: training and its metrics table
@@ -55,12 +55,19 @@ def run_recipe(recipe: Recipe, plugins: PluginSet, resume: Path | None = None) -
     if resume is not None and not (resume / "run.h5").exists():
         raise NedsError(f"--resume {resume}: no run record (run.h5) there; give the folder of the run to continue")
     context = RunContext(recipe=recipe, plugins=plugins, run_dir=resume or run_dir_for(recipe), resume=resume)
+    main = int(os.environ.get("RANK", 0)) == 0  # under torchrun, rank 0 alone writes and talks
     context.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(context.run_dir / "recipe.yaml", dump_recipe(recipe))
+    if main:
+        atomic_write_text(context.run_dir / "recipe.yaml", dump_recipe(recipe))
     for stage in recipe.stages:
         entry = plugins.registries.stages.get(stage)
-        print(f"[{PROG}] stage {stage} ({entry.provider})", file=sys.stderr)
+        if main:
+            print(f"[{PROG}] stage {stage} ({entry.provider})", file=sys.stderr)
         entry.factory(context)
+    if "WORLD_SIZE" in os.environ:
+        from neds_framework.engine.distributed import teardown
+
+        teardown()
     return context
 
 
@@ -91,11 +98,43 @@ def cmd_run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description="Run the stages a recipe names, in order.")
     _add_recipe_args(parser)
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="train with N processes on this machine (starts torchrun; gloo on CPU, NCCL on GPUs)")
     args = parser.parse_args(argv)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return launch_torchrun(args.nproc, [a for a in _without_nproc(argv)])
+    if args.nproc < 1:
+        raise NedsError(f"--nproc: expected at least 1, got {args.nproc}")
     plugins = get_plugins()
     recipe = load_recipe(args.recipe, args.overrides, plugins.registries, args.overlays)
     run_recipe(recipe, plugins, resume=args.resume)
     return 0
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run this same command under torchrun with N local processes; its exit code is ours.
+
+    torchrun stops every process when one fails and reports which rank failed; each rank's
+    stderr (with its one-line error) is passed through.
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "neds_framework.cli", *argv]
+    print(f"[{PROG}] launching {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr)
+    return subprocess.call(cmd)
 
 
 def cmd_validate(argv: Sequence[str]) -> int:

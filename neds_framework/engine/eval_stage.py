@@ -91,7 +91,11 @@ def read_table(record: RunRecord, split: str = "test") -> list[tuple[str, str, s
     )
 
 
-def run_eval(context) -> Path:
+def run_eval(context) -> Path | None:
+    from neds_framework.engine import distributed
+
+    if not distributed.world().main:  # rank 0 evaluates every session alone; the record is its
+        return None
     recipe: Recipe = context.recipe
     settings: EvalSettings = recipe.section("eval") or EvalSettings()
     settings.check()

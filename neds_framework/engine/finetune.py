@@ -63,6 +63,7 @@ def run_finetune(context) -> Path:
         raise NedsError("finetune: the recipe has no 'finetune' section; it needs at least finetune.pretrained")
     settings.check()
     trainer = train_model(context, settings, grow_pretrained(context, settings))
-    trainer.record.meta["pretrained"] = str(Path(settings.pretrained))
-    trainer.record.save()
+    if trainer.world.main:
+        trainer.record.meta["pretrained"] = str(Path(settings.pretrained))
+        trainer.record.save()
     return trainer.record.path

@@ -51,6 +51,18 @@ def make_source(context):
 
 
 def run_prepare(context) -> Path:
+    from neds_framework.engine import distributed
+
+    world = distributed.setup()
+    if not world.main:  # one writer: the other ranks wait for rank 0's store
+        distributed.barrier()
+        return store_path(context.recipe)
+    path = _prepare(context)
+    distributed.barrier()
+    return path
+
+
+def _prepare(context) -> Path:
     settings: PrepareSettings = context.recipe.section("prepare") or PrepareSettings()
     source = make_source(context)
     eids = source.eids()

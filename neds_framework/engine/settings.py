@@ -53,7 +53,11 @@ class TrainSettings:
     patience: int = 0  # stop after this many validations without improvement (0: never)
     workers: int = 0  # DataLoader worker processes reading the store
     threads: int = 0  # torch CPU threads (0: torch's default)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, auto is each rank's own GPU)
+    # Learning rate under N processes (each takes batch_size trials per step, so the global batch
+    # is N x batch_size): none keeps optimizer.lr, linear multiplies it by N, sqrt by sqrt(N).
+    # The reference multiplied it by N without saying so; here it is a choice.
+    lr_scaling: str = "none"
     # Treat subnormal floats (< 1.2e-38) as 0 on CPU: attention softmax tails underflow into
     # them and x86 computes with them ~100x slower (an 11x slower training step was measured).
     flush_denormal: bool = True
@@ -70,6 +74,8 @@ class TrainSettings:
             raise NedsError("train: epochs, batch_size, accumulate and validate_every must be at least 1")
         if self.select_mode not in ("auto", "min", "max"):
             raise NedsError(f"train.select_mode: expected auto, min or max, got {self.select_mode!r}")
+        if self.lr_scaling not in ("none", "linear", "sqrt"):
+            raise NedsError(f"train.lr_scaling: expected none, linear or sqrt, got {self.lr_scaling!r}")
         if self.amp == "fp16" and self.device == "cpu":
             raise NedsError("train.amp: fp16 autocast is for GPUs; on CPU use amp: bf16")
         if not self.select.startswith("val_"):

@@ -28,8 +28,9 @@ import torch
 from tqdm import tqdm
 
 from neds_framework import __version__
-from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes
+from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes, shard
 from neds_framework.data.store import SessionStore
+from neds_framework.engine import distributed
 from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.prepare import store_path
 from neds_framework.engine.record import RunRecord
@@ -43,7 +44,9 @@ from neds_framework.recipe import dump_recipe
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.world().local_rank)
+        return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NedsError(f"train.device: {name} requested but no CUDA device is available")
@@ -85,6 +88,8 @@ class Trainer:
     best: float = float("inf")
     stale: int = 0
     writer: object = attrs.Factory(NullWriter)
+    world: distributed.World = attrs.Factory(distributed.World)
+    forward: object = None  # the DDP wrapper under torchrun; None: call the model itself
     batches: StoreBatches | None = None
     regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
 
@@ -101,6 +106,7 @@ class Trainer:
             raise NedsError(f"{recipe.path}: masker: missing; the train stage needs one, e.g. masker: {{name: neds_multitask}}")
         if settings.threads:
             torch.set_num_threads(settings.threads)
+        world = distributed.setup()
         torch.manual_seed(recipe.run.seed)
         store = SessionStore(store_path(recipe))
         n_bins = store.info(store.eids[0]).n_bins
@@ -113,8 +119,11 @@ class Trainer:
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
         masker = registries.maskers.get(recipe.masker.name).factory(component_settings(recipe.masker, registries))
-        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], settings.optimizer)
-        steps = settings.epochs * -(-len(plan_epoch(store, "train", settings.batch_size, recipe.run.seed, 0)) // settings.accumulate)
+        scale = {"none": 1.0, "linear": float(world.size), "sqrt": world.size**0.5}[settings.lr_scaling]
+        optimizer_settings = attrs.evolve(settings.optimizer, lr=settings.optimizer.lr * scale)
+        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optimizer_settings)
+        per_rank = len(shard(plan_epoch(store, "train", settings.batch_size, recipe.run.seed, 0), world.rank, world.size))
+        steps = settings.epochs * -(-per_rank // settings.accumulate)
         if settings.max_steps:
             steps = min(steps, settings.max_steps)
         schedule = build_schedule(optimizer, settings.schedule, steps)
@@ -129,16 +138,30 @@ class Trainer:
             # What `engine.trained` needs to rebuild this model: its sessions and their widths.
             model_sessions=_model_sessions(model, features),
             n_bins=n_bins,
+            world_size=world.size,
+            lr_effective=optimizer_settings.lr,
         )
-        generator = torch.Generator().manual_seed(recipe.run.seed)
+        # Each rank draws its own masks; rank 0's stream is the single-process one.
+        generator = torch.Generator().manual_seed(recipe.run.seed + 1_000_003 * world.rank)
         scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
         trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator, scaler)
         trainer.best = float("inf") if settings.minimise else float("-inf")
+        trainer.world = world
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Batches of different sessions leave other sessions' layers unused on a rank.
+            trainer.forward = DistributedDataParallel(
+                _LossAndOutput(model), device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         return trainer
 
     # ------------------------------------------------------------------ checkpoints
 
     def state(self) -> dict:
+        # Every rank's random streams, so a resumed multi-process run draws what it would have.
+        generators = distributed.gather_objects((self.generator.get_state(), torch.get_rng_state()))
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -146,6 +169,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "rank_generators": [g for g, _ in generators],
+            "rank_torch_rng": [r for _, r in generators],
             "epoch": self.epoch,
             "step": self.step,
             "best": self.best,
@@ -159,8 +184,16 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        generators, rngs = state.get("rank_generators") or [], state.get("rank_torch_rng") or []
+        if len(generators) == self.world.size and len(rngs) == self.world.size:
+            self.generator.set_state(generators[self.world.rank])
+            torch.set_rng_state(rngs[self.world.rank])
+        else:  # a checkpoint from another number of processes: rank 0's streams, offset per rank
+            if self.world.distributed and self.world.main:
+                print(f"resume: checkpoint from {len(generators) or 1} process(es), now {self.world.size}; "
+                      "batches continue, random draws will differ from an uninterrupted run", file=sys.stderr)
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best, self.stale = float(state["best"]), int(state["stale"])
         self.record.history = record.history
@@ -179,6 +212,7 @@ class Trainer:
             modalities = list(self.context.recipe.modalities)
             self.batches = StoreBatches(self.store, modalities, cache_bytes=self.settings.cache_mb * 2**20)
         keys = plan_epoch(self.store, split, self.settings.batch_size, self.context.recipe.run.seed, epoch, shuffle=shuffle)
+        keys = shard(keys, self.world.rank, self.world.size)
         return keys, batch_loader(self.batches, keys, workers=self.settings.workers)
 
     def _to_batch(self, eid: str, values: dict) -> Batch:
@@ -191,7 +225,7 @@ class Trainer:
         s = self.settings
         self.model.train()
         keys, loader = self._batches("train", self.epoch, shuffle=True)
-        bar = tqdm(total=len(keys), desc=f"epoch {self.epoch + 1}/{s.epochs}", disable=None if s.progress else True, file=sys.stderr, leave=False)
+        bar = tqdm(total=len(keys), desc=f"epoch {self.epoch + 1}/{s.epochs}", disable=None if s.progress and self.world.main else True, file=sys.stderr, leave=False)
         totals: dict[str, float] = {}
         waited = busy = 0.0
         n_trials = 0
@@ -202,7 +236,7 @@ class Trainer:
             batch = self._to_batch(eid, values)
             masks = self.masker(batch, self.generator)
             with self._autocast():
-                out = self.model(batch, masks)
+                out = self.forward(batch, masks)[1] if self.forward is not None else self.model(batch, masks)
             self.scaler.scale(out.loss / s.accumulate).backward()
             if (i + 1) % s.accumulate == 0 or i + 1 == len(keys):
                 if s.grad_clip:
@@ -230,8 +264,12 @@ class Trainer:
             if s.max_steps and self.step >= s.max_steps:
                 break
         bar.close()
-        summary = {f"train_{k}": v / max(n_trials, 1) for k, v in totals.items()}
-        summary.update(trials_per_s=n_trials / max(waited + busy, 1e-9), data_wait_share=waited / max(waited + busy, 1e-9))
+        names = sorted(totals)
+        summed = distributed.all_sum([totals[k] for k in names] + [n_trials], self.device)
+        all_trials = summed[-1]
+        summary = {f"train_{k}": v / max(all_trials, 1) for k, v in zip(names, summed)}
+        # Throughput of the whole job; the wait share is this rank's.
+        summary.update(trials_per_s=all_trials / max(waited + busy, 1e-9), data_wait_share=waited / max(waited + busy, 1e-9))
         return summary
 
     @torch.no_grad()
@@ -247,13 +285,16 @@ class Trainer:
                     out = self.model(batch, make(batch))
                 sums[task] += float(out.loss) * batch.size
             count += batch.size
-        result = {f"val_{k}_loss": v / max(count, 1) for k, v in sums.items()}
+        enc, dec, count = distributed.all_sum([sums["encoding"], sums["decoding"], count], self.device)
+        result = {"val_encoding_loss": enc / max(count, 1), "val_decoding_loss": dec / max(count, 1)}
         result["val_loss"] = result["val_encoding_loss"] + result["val_decoding_loss"]
         if self.settings.select not in result:
-            result.update(self.validation_metrics())
-        if self.settings.select not in result:
-            known = ", ".join(sorted(result))
-            raise NedsError(f"train.select: validation produced no '{self.settings.select}'; it produced: {known}")
+            if self.world.main:  # metrics on rank 0 over every session; the score is then shared
+                result.update(self.validation_metrics())
+            if self.settings.select not in result and self.world.main:
+                known = ", ".join(sorted(result))
+                raise NedsError(f"train.select: validation produced no '{self.settings.select}'; it produced: {known}")
+            result[self.settings.select] = distributed.broadcast_value(result.get(self.settings.select, 0.0), self.device)
         return result
 
     def validation_metrics(self) -> dict[str, float]:
@@ -286,7 +327,7 @@ class Trainer:
                 row.update(self.validate())
                 if self.improved(row[s.select]):
                     self.best, self.stale = row[s.select], 0
-                    self.record.put_checkpoint("best", self.state())
+                    self.record.put_checkpoint("best", self.state())  # every rank: state() gathers
                 else:
                     self.stale += 1
             self.record.log("epoch", row)
@@ -294,17 +335,32 @@ class Trainer:
                 if key != "epoch":
                     self.writer.add_scalar(f"epoch/{key}", value, self.epoch)
             self.record.put_checkpoint("last", self.state())
-            self.record.save()
-            self.writer.flush()
-            print(
-                f"epoch {self.epoch}/{s.epochs}  loss {row['train_loss']:.4f}"
-                + (f"  val_loss {row['val_loss']:.4f}" if "val_loss" in row else "")
-                + f"  {row['trials_per_s']:.1f} trials/s  data wait {row['data_wait_share']:.1%}",
-                file=sys.stderr,
-            )
-            if s.patience and self.stale >= s.patience:
-                print(f"early stop: {s.select} has not improved for {s.patience} validations", file=sys.stderr)
+            if self.world.main:  # only rank 0 writes
+                self.record.save()
+                self.writer.flush()
+                print(
+                    f"epoch {self.epoch}/{s.epochs}  loss {row['train_loss']:.4f}"
+                    + (f"  val_loss {row['val_loss']:.4f}" if "val_loss" in row else "")
+                    + f"  {row['trials_per_s']:.1f} trials/s  data wait {row['data_wait_share']:.1%}",
+                    file=sys.stderr,
+                )
+            if s.patience and self.stale >= s.patience:  # the same on every rank: the scores are shared
+                if self.world.main:
+                    print(f"early stop: {s.select} has not improved for {s.patience} validations", file=sys.stderr)
                 break
+
+
+class _LossAndOutput(torch.nn.Module):
+    """The model as DDP wants it: forward returns a tuple holding the loss tensor, from which
+    DDP finds the parameters this step used (it cannot look inside a ModelOutput)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch, masks):
+        out = self.model(batch, masks)
+        return out.loss, out
 
 
 @contextlib.contextmanager
@@ -333,15 +389,17 @@ def train_model(context, settings: TrainSettings | None = None, model: torch.nn.
     resume = getattr(context, "resume", None)
     if resume is not None:
         trainer.restore(RunRecord.load(resume))
-    else:  # a fresh run in a used folder: the old run's logs and figures would mix with this one's
+    elif distributed.world().main:  # a fresh run in a used folder: old logs and figures would mix with this one's
         for old in ("tensorboard", "figures"):
             shutil.rmtree(Path(context.run_dir) / old, ignore_errors=True)
-    trainer.writer = open_writer(context.run_dir, trainer.settings.tensorboard, purge_step=trainer.step + 1 if resume else None)
+    main = trainer.world.main
+    trainer.writer = open_writer(context.run_dir, trainer.settings.tensorboard and main, purge_step=trainer.step + 1 if resume else None)
     try:
         with flushed_denormals(trainer.settings.flush_denormal and trainer.device.type == "cpu"):
             trainer.run()
     finally:
         trainer.writer.close()
+    distributed.barrier()  # rank 0's record is on disk before any rank goes on to the next stage
     return trainer
 
 

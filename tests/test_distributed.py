@@ -1,0 +1,102 @@
+"""Multi-process training under torchrun (gloo, 2 CPU processes): parity with one process, failures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from neds_framework.engine.record import RunRecord
+
+NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe(folder: Path) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(textwrap.dedent(f"""
+        extends: {ROOT / 'recipes' / 'common' / 'neds_mm.yaml'}
+        stages: [prepare, train, eval]
+        run: {{dir: {folder / 'runs'}, seed: 3}}
+        data:
+          store: {folder / 'store.h5'}
+          source:
+            name: ibl
+            one: {{mode: local, cache_dir: {folder / 'cache'}}}
+            synthesize: {{sessions: 2, seed: 1, trials: 60, units: 24}}
+        model: {{layers: 1, hidden: 16, heads: 2, ffn: 32}}
+        train: {{epochs: 4, batch_size: 16, threads: 1, progress: false, optimizer: {{lr: 3.0e-3}}}}
+        eval: {{figures: false}}
+        """))
+    return path
+
+
+def run(*args, cwd, env=None, timeout=600):
+    return subprocess.run([NEDS_RUN, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    path = recipe(tmp_path)
+    one = run(path, "--set", "run.name=one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = run(path, "--nproc", "2", "--set", "run.name=two", "--set", "train.batch_size=8", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("evaluation on the test split") == 1  # rank 0 alone evaluates and prints
+    a, b = RunRecord.load(tmp_path / "runs" / "one"), RunRecord.load(tmp_path / "runs" / "two")
+    assert b.meta_value("world_size") == 2 and a.meta_value("world_size") == 1
+    steps_a, steps_b = a.history["step"]["step"], b.history["step"]["step"]
+    assert steps_a[-1] == steps_b[-1]  # the same number of optimiser steps per process
+    val_a, val_b = a.history["epoch"]["val_loss"][-1], b.history["epoch"]["val_loss"][-1]
+    assert val_b == pytest.approx(val_a, rel=0.15)
+    rows_a = {(r[1], r[2], r[3]) for r in _table(a)}
+    assert rows_a == {(r[1], r[2], r[3]) for r in _table(b)}  # the same evaluation, gathered on rank 0
+    state = b.checkpoint("last")
+    assert len(state["rank_generators"]) == 2  # each rank's random stream, for an exact resume
+
+
+def _table(record):
+    from neds_framework.engine.eval_stage import read_table
+
+    return read_table(record)
+
+
+FAILING_PLUGIN = '''
+    import os
+
+    import torch.distributed as dist
+
+    from neds_framework import hookimpl
+    from neds_framework.engine import distributed
+    from neds_framework.errors import NedsRunError
+
+
+    def fail_on_rank_one(context):
+        distributed.setup()
+        if distributed.world().rank == 1:
+            raise NedsRunError("rank 1 gave up on purpose")
+        dist.barrier()  # rank 0 would wait here for ever if the job were not stopped
+
+
+    @hookimpl
+    def neds_register_stages(register):
+        register("fail_on_rank_one", fail_on_rank_one)
+'''
+
+
+def test_a_failing_rank_stops_the_whole_job_with_its_error(tmp_path):
+    site = tmp_path / "site"
+    (site / "failing_stage-0.1.dist-info").mkdir(parents=True)
+    (site / "failing_stage.py").write_text(textwrap.dedent(FAILING_PLUGIN))
+    (site / "failing_stage-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: failing-stage\nVersion: 0.1\n")
+    (site / "failing_stage-0.1.dist-info" / "entry_points.txt").write_text("[neds.plugins]\nfailing_stage = failing_stage\n")
+    path = tmp_path / "fail.yaml"
+    path.write_text(f"stages: [fail_on_rank_one]\nrun: {{dir: {tmp_path / 'runs'}}}\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    done = run(path, "--nproc", "2", cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode != 0
+    assert "rank 1 gave up on purpose" in done.stderr
