@@ -144,3 +144,52 @@ class EvalSettings:
             raise NedsError(f"eval.split: expected train, val or test, got {self.split!r}")
         if self.batch_size < 1:
             raise NedsError("eval.batch_size: must be at least 1")
+
+
+#: Distributions a search space may use, as `{kind: arguments}` (Ray Tune's sampling functions).
+SPACE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "choice": None, "grid": None}
+
+
+def _check_space(instance, attribute, value):
+    for key, spec in value.items():
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise ValueError(f"{key}: expected one of {{{', '.join(SPACE_KINDS)}}}: [...], e.g. {{loguniform: [1.0e-4, 1.0e-3]}}")
+        (kind, args), = spec.items()
+        if kind not in SPACE_KINDS:
+            raise ValueError(f"{key}: unknown distribution '{kind}'; known: {', '.join(SPACE_KINDS)}")
+        if not isinstance(args, list) or not args or (SPACE_KINDS[kind] and len(args) != SPACE_KINDS[kind]):
+            raise ValueError(f"{key}: {kind} takes a list of {SPACE_KINDS[kind] or 'one or more'} values, got {args!r}")
+        if key.split(".")[0] in ("stages", "run", "search", "data"):
+            raise ValueError(f"{key}: the search cannot vary '{key.split('.')[0]}'")
+
+
+@attrs.frozen
+class SearchSettings:
+    """The `search` stage (Ray Tune): which recipe keys to vary and how to compare trials."""
+
+    # recipe key path -> {uniform|loguniform|randint: [low, high]} or {choice|grid: [values...]}
+    space: dict[str, dict[str, list]] = attrs.field(factory=dict, validator=_check_space)
+    samples: int = 10  # trials (each grid point counts `samples` times, as in Ray Tune)
+    metric: str = "val_loss"  # a validation score (see train.select); reported after every validation
+    mode: str = "auto"  # min | max | auto (min for names ending in 'loss')
+    scheduler: str = "asha"  # asha (stops poor trials early) | fifo (runs every trial to the end)
+    grace_period: int = 1  # ASHA: validations before a trial may be stopped
+    reduction_factor: int = 2  # ASHA
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the CPUs allow
+    seed: int = 0  # of the sampler
+
+    def check(self) -> None:
+        if not self.space:
+            raise NedsError("search.space: empty; name the recipe keys to vary, e.g. train.optimizer.lr: {loguniform: [1.0e-4, 1.0e-3]}")
+        if self.scheduler not in ("asha", "fifo"):
+            raise NedsError(f"search.scheduler: expected asha or fifo, got {self.scheduler!r}")
+        if self.mode not in ("auto", "min", "max"):
+            raise NedsError(f"search.mode: expected auto, min or max, got {self.mode!r}")
+        if self.samples < 1:
+            raise NedsError("search.samples: must be at least 1")
+
+    @property
+    def resolved_mode(self) -> str:
+        return ("min" if self.metric.endswith("loss") else "max") if self.mode == "auto" else self.mode

@@ -5,7 +5,7 @@ plugins and validating recipes stay fast.
 """
 
 from neds_framework.engine.prepare import PrepareSettings
-from neds_framework.engine.settings import EvalSettings, FinetuneSettings, TrainSettings
+from neds_framework.engine.settings import EvalSettings, FinetuneSettings, SearchSettings, TrainSettings
 from neds_framework.hookspecs import hookimpl
 
 
@@ -33,9 +33,16 @@ def evaluate(context):
     return run_eval(context)
 
 
+def search(context):
+    from neds_framework.engine.search import run_search
+
+    return run_search(context)
+
+
 @hookimpl
 def neds_register_stages(register):
     register("prepare", prepare, settings=PrepareSettings)
     register("train", train, settings=TrainSettings)
     register("finetune", finetune, settings=FinetuneSettings)
     register("eval", evaluate, settings=EvalSettings)
+    register("search", search, settings=SearchSettings)

@@ -90,6 +90,7 @@ class Trainer:
     writer: object = attrs.Factory(NullWriter)
     world: distributed.World = attrs.Factory(distributed.World)
     forward: object = None  # the DDP wrapper under torchrun; None: call the model itself
+    on_validate: object = None  # called with each validated epoch's row (rank 0)
     batches: StoreBatches | None = None
     regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
 
@@ -344,6 +345,8 @@ class Trainer:
                     + f"  {row['trials_per_s']:.1f} trials/s  data wait {row['data_wait_share']:.1%}",
                     file=sys.stderr,
                 )
+            if self.on_validate is not None and self.world.main and s.select in row:
+                self.on_validate(row)
             if s.patience and self.stale >= s.patience:  # the same on every rank: the scores are shared
                 if self.world.main:
                     print(f"early stop: {s.select} has not improved for {s.patience} validations", file=sys.stderr)
@@ -383,9 +386,15 @@ def _model_sessions(model: torch.nn.Module, store_features: dict[str, dict[str, 
     return {**carried, **store_features}
 
 
-def train_model(context, settings: TrainSettings | None = None, model: torch.nn.Module | None = None) -> Trainer:
-    """Build (or take) the model, resume if asked, train; the stage body of train and finetune."""
+def train_model(context, settings: TrainSettings | None = None, model: torch.nn.Module | None = None,
+                on_validate=None) -> Trainer:
+    """Build (or take) the model, resume if asked, train; the stage body of train and finetune.
+
+    ``on_validate(row)``, if given, is called on rank 0 with each epoch's row after validation
+    (the search stage reports it to Ray Tune).
+    """
     trainer = Trainer.from_context(context, settings, model)
+    trainer.on_validate = on_validate
     resume = getattr(context, "resume", None)
     if resume is not None:
         trainer.restore(RunRecord.load(resume))
