@@ -202,7 +202,7 @@ def test_every_shipped_recipe_validates(recipe):
     assert loaded.stages and loaded.model is not None
     for stage in loaded.stages:
         if stage != "prepare":
-            assert stage in ("train", "finetune", "eval")
+            assert stage in ("train", "finetune", "eval", "fit", "search")
 
 
 def test_mm_large_names_the_74_reference_sessions_and_runs_generated_with_the_overlay():

@@ -120,16 +120,24 @@ def run_eval(context) -> Path | None:
             f"eval: the model of {model_dir} knows none of the store's sessions "
             f"({', '.join(store.eids[:3])}...); finetune it on them first (stage finetune)"
         )
-    modalities = list(model_recipe.modalities)
-    metrics = recipe_metrics(recipe, registries)
     neural = getattr(model.settings, "neural", None) or ("spikes", "lfp")
-    predict = model_predictor(model)
-    options = TaskOptions(settings.heldout_fraction, settings.forward_bins, settings.intra_fraction)
+    return evaluate_and_report(context, model_predictor(model), store, eids, list(model_recipe.modalities), tuple(neural),
+                               settings, device, {"evaluated_run": str(model_dir)})
 
+
+def evaluate_and_report(context, predict, store, eids: list[str], modalities: list[str], neural: tuple[str, ...],
+                        settings: EvalSettings, device, meta: dict) -> Path:
+    """Score ``predict`` on the sessions, then write run.h5, figures, TensorBoard and the table.
+
+    Shared by every stage that evaluates something: a trained model (eval), a fitted baseline (fit).
+    """
+    recipe: Recipe = context.recipe
+    metrics = recipe_metrics(recipe, context.plugins.registries)
+    options = TaskOptions(settings.heldout_fraction, settings.forward_bins, settings.intra_fraction)
     results = [
         evaluate_session(
             predict, store, eid, modalities, metrics, settings.split, settings.tasks,
-            settings.conditions, settings.batch_size, device, tuple(neural), options=options,
+            settings.conditions, settings.batch_size, device, neural, options=options,
         )
         for eid in eids
     ]
@@ -138,7 +146,8 @@ def run_eval(context) -> Path | None:
     record = RunRecord.load(context.run_dir) if (Path(context.run_dir) / "run.h5").exists() else RunRecord(context.run_dir)
     if not record.meta:
         record.meta.update(recipe=dump_recipe(recipe), framework_version=__version__, seed=recipe.run.seed,
-                           store_hash=store.settings_hash, evaluated_run=str(model_dir))
+                           store_hash=store.settings_hash, torch_version=torch.__version__)
+    record.meta.update(meta)
     base = f"eval/{settings.split}"
     for key in [k for k in record.results if k == base or k.startswith(base + "/")]:
         del record.results[key]  # a re-evaluation replaces the previous one

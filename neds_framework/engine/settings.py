@@ -193,3 +193,9 @@ class SearchSettings:
     @property
     def resolved_mode(self) -> str:
         return ("min" if self.metric.endswith("loss") else "max") if self.mode == "auto" else self.mode
+
+
+@attrs.frozen
+class FitSettings(EvalSettings):
+    """The `fit` stage: fit the recipe's closed-form model (a baseline) on the train split, then
+    evaluate it exactly as the eval stage evaluates a trained model (same tasks, metrics, record)."""

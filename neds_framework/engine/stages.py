@@ -5,7 +5,7 @@ plugins and validating recipes stay fast.
 """
 
 from neds_framework.engine.prepare import PrepareSettings
-from neds_framework.engine.settings import EvalSettings, FinetuneSettings, SearchSettings, TrainSettings
+from neds_framework.engine.settings import EvalSettings, FinetuneSettings, FitSettings, SearchSettings, TrainSettings
 from neds_framework.hookspecs import hookimpl
 
 
@@ -39,6 +39,12 @@ def search(context):
     return run_search(context)
 
 
+def fit(context):
+    from neds_framework.engine.fit_stage import run_fit
+
+    return run_fit(context)
+
+
 @hookimpl
 def neds_register_stages(register):
     register("prepare", prepare, settings=PrepareSettings)
@@ -46,3 +52,4 @@ def neds_register_stages(register):
     register("finetune", finetune, settings=FinetuneSettings)
     register("eval", evaluate, settings=EvalSettings)
     register("search", search, settings=SearchSettings)
+    register("fit", fit, settings=FitSettings)

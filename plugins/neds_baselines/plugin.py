@@ -1,0 +1,9 @@
+"""Registers the built-in baselines (entry point `neds_baselines`)."""
+
+from neds_baselines.decoders import RidgeDecoder
+from neds_framework import hookimpl
+
+
+@hookimpl
+def neds_register_models(register):
+    register("ridge_decoder", RidgeDecoder)

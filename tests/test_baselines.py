@@ -1,0 +1,75 @@
+"""Baselines fitted in closed form (stage `fit`), scored by the same evaluation as NEDS."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neds_framework import cli
+from neds_framework.engine.eval_stage import read_table
+from neds_framework.engine.record import RunRecord
+from neds_framework.model.batch import Batch
+from neds_framework.plugins import reset_plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    reset_plugins()
+    yield
+    reset_plugins()
+
+
+def test_ridge_decoder_fits_and_is_scored_like_any_model(tmp_path):
+    path = tmp_path / "ridge.yaml"
+    path.write_text(textwrap.dedent(f"""
+        extends: {ROOT / 'recipes' / 'ridge_decoder.yaml'}
+        run: {{dir: {tmp_path / 'runs'}}}
+        data:
+          store: {tmp_path / 'store.h5'}
+          source:
+            one: {{cache_dir: {tmp_path / 'cache'}}}
+            synthesize: {{sessions: 2, seed: 1, trials: 80, units: 24}}
+        fit: {{tasks: [encoding, decoding], figures: false}}
+        """))
+    assert cli.main([str(path)]) == 0
+    record = RunRecord.load(tmp_path / "runs" / "ridge_decoder")
+    assert record.meta["fitted_model"] == "ridge_decoder"
+    rows = read_table(record)
+    assert {r[0] for r in rows} and len({r[0] for r in rows}) == 2
+    got = {(task, modality, metric): value for _, task, modality, metric, value in rows}
+    assert not any(task == "encoding" for task, _, _ in got)  # a decoder predicts no spikes
+    r2 = [v for (t, m, k), v in got.items() if t == "decoding" and m == "wheel" and k == "r2"]
+    assert min(r2) > 0.1  # the generated wheel is decodable from the population
+    for name in ("choice", "block"):
+        assert ("decoding", name, "balanced_accuracy") in got
+
+
+def test_ridge_decoder_predicts_only_hidden_behaviour_and_its_sessions():
+    from neds_baselines.decoders import RidgeDecoder
+
+    decoder = RidgeDecoder()
+    rng = np.random.default_rng(0)
+    k, t, n = 40, 6, 5
+    spikes = rng.poisson(2.0, (k, t, n)).astype(np.float32)
+    wheel = spikes @ rng.normal(size=n).astype(np.float32) + 0.01 * rng.normal(size=(k, t)).astype(np.float32)
+    choice = (spikes.sum(axis=(1, 2)) > np.median(spikes.sum(axis=(1, 2)))).astype(np.int64)
+    values = {"spikes": torch.from_numpy(spikes), "wheel": torch.from_numpy(wheel), "choice": torch.from_numpy(choice)}
+    decoder.sessions["s"] = decoder._fit_session(values)
+    batch = Batch(session="s", values=values)
+    hidden = {"spikes": torch.zeros(k, t, n, dtype=torch.bool), "wheel": torch.ones(k, t, dtype=torch.bool),
+              "choice": torch.zeros(k, dtype=torch.bool)}
+    out = decoder.predict(batch, hidden)
+    assert set(out) == {"wheel"}
+    assert np.corrcoef(out["wheel"].numpy().ravel(), wheel.ravel())[0, 1] > 0.99  # linear data, recovered
+    from neds_framework.errors import NedsError
+
+    with pytest.raises(NedsError, match="not fitted on session other"):
+        decoder.predict(Batch(session="other", values=values), hidden)
+    one_class = decoder._fit_classifier(spikes.reshape(k, -1), np.zeros(k, dtype=np.int64))
+    assert one_class == 0
