@@ -73,3 +73,38 @@ def test_ridge_decoder_predicts_only_hidden_behaviour_and_its_sessions():
         decoder.predict(Batch(session="other", values=values), hidden)
     one_class = decoder._fit_classifier(spikes.reshape(k, -1), np.zeros(k, dtype=np.int64))
     assert one_class == 0
+
+
+@pytest.mark.parametrize("name", ["rrr_encoder", "glm_encoder"])
+def test_encoders_beat_the_mean_and_stay_under_the_oracle(tmp_path, name):
+    path = tmp_path / "enc.yaml"
+    path.write_text(textwrap.dedent(f"""
+        extends: {ROOT / 'recipes' / 'ridge_decoder.yaml'}
+        run: {{dir: {tmp_path / 'runs'}, name: {name}}}
+        data:
+          store: {tmp_path / 'store.h5'}
+          source:
+            one: {{cache_dir: {tmp_path / 'cache'}}}
+            synthesize: {{sessions: 1, seed: 1, trials: 150, units: 24}}
+        model: {{name: {name}}}
+        fit: {{tasks: [encoding, decoding], figures: false}}
+        """))
+    assert cli.main([str(path)]) == 0
+    got = {(t, m, k): v for _, t, m, k, v in read_table(RunRecord.load(tmp_path / "runs" / name))}
+    assert 0.0 < got[("encoding", "spikes", "bps")] < got[("oracle", "spikes", "bps")]
+    assert not any(t == "decoding" for t, _, _ in got)  # an encoder predicts no behaviour
+
+
+def test_glm_recovers_known_poisson_weights():
+    from neds_baselines.encoders import GlmEncoder, design
+
+    g = torch.Generator().manual_seed(0)
+    k, t, n = 2000, 10, 3
+    values = {"wheel": torch.rand(k, t, generator=g), "choice": torch.randint(0, 2, (k,), generator=g)}
+    x = design(values, t)  # (K, T, F): wheel, choice one-hot, bin indicators
+    true_w = torch.zeros(x.shape[-1], n, dtype=torch.float64)
+    true_w[0] = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)  # wheel gain per neuron
+    rates = (x @ true_w - 1.0).exp()
+    counts = torch.poisson(rates, generator=g)
+    w, b = GlmEncoder(GlmEncoder.Settings(alpha=0.0))._fit(x, counts)
+    assert torch.allclose(w[0], true_w[0], atol=0.15)
