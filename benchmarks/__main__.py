@@ -94,6 +94,14 @@ def main(argv=None) -> int:
         "",
         "Sanity: " + ("ok" if not problems else "; ".join(problems)),
         "",
+        "Region probe (each neuron's brain region predicted from its learned spikes-readout weights of the "
+        "pretrained multi-session model, stratified cross-validation over the neurons of its sessions):",
+        "",
+        "| seed | neurons | regions | accuracy | chance |",
+        "|---:|---:|---:|---:|---:|",
+        *(f"| {seed} | {r['neurons']} | {r['regions']} | {r['accuracy']:.3f} | {r['chance']:.3f} |"
+          for seed, r in zip(params["seeds"], values.get("region probe", {}).get("runs", []))),
+        "",
     ]
     atomic_write_text(out / "quality.md", "\n".join(md))
     buffer = io.StringIO()

@@ -113,6 +113,11 @@ def run_quality(workdir: Path, quick: bool) -> dict:
                 eval: {{figures: false}}
                 """)
             collect("neds (multi)", _rows(run))
+            if i == 0:  # the emergent region code, read from a multi-session model's readout weights
+                from region_probe import region_probe
+
+                values.setdefault("region probe", {}).setdefault("runs", []).append(
+                    region_probe(workdir / "runs" / pre, workdir / f"store_pre_{i}.h5"))
     for baseline in ("ridge_decoder", "rrr_encoder", "glm_encoder"):
         run = _neds_run(workdir, baseline, f"""
             stages: [fit]
@@ -135,6 +140,7 @@ def mean_sem(values: list[float]) -> tuple[float, float, int]:
 
 def table(values: dict) -> tuple[list[str], list[list[str]], dict]:
     header = ["model", *("/".join(c) for c in COLUMNS)]
+    values = {k: v for k, v in values.items() if k != "region probe"}
     order = ["neds (expanded)", "neds (compact)", "neds (multi)", "ridge_decoder", "rrr_encoder", "glm_encoder", "oracle"]
     rows, numbers = [], {}
     for arm in [a for a in order if a in values]:

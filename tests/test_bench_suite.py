@@ -17,7 +17,7 @@ def test_quick_suite_writes_a_sane_quality_table(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     text = (out / "quality.md").read_text()
-    assert "Sanity: ok" in text
+    assert "Sanity: ok" in text and "Region probe" in text
     for arm in ("neds (expanded)", "neds (compact)", "neds (multi)", "ridge_decoder", "rrr_encoder", "glm_encoder", "oracle"):
         assert f"| {arm} |" in text, arm
     rows = list(csv.DictReader((out / "quality.csv").open()))
