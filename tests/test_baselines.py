@@ -13,16 +13,11 @@ from neds_framework import cli
 from neds_framework.engine.eval_stage import read_table
 from neds_framework.engine.record import RunRecord
 from neds_framework.model.batch import Batch
-from neds_framework.plugins import reset_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
 
 
 def test_ridge_decoder_fits_and_is_scored_like_any_model(tmp_path):
@@ -106,5 +101,5 @@ def test_glm_recovers_known_poisson_weights():
     true_w[0] = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)  # wheel gain per neuron
     rates = (x @ true_w - 1.0).exp()
     counts = torch.poisson(rates, generator=g)
-    w, b = GlmEncoder(GlmEncoder.Settings(alpha=0.0))._fit(x, counts)
+    w, b = GlmEncoder(GlmEncoder.Settings(alpha=0.0))._fit(x.reshape(-1, x.shape[-1]), counts.reshape(-1, n))
     assert torch.allclose(w[0], true_w[0], atol=0.15)

@@ -6,7 +6,6 @@ import pytest
 import yaml
 
 from neds_framework import cli
-from neds_framework.plugins import reset_plugins
 from tests.test_plugins import fake_distribution
 
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
@@ -33,11 +32,7 @@ def neds_register_maskers(register):
 """
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
 
 
 @pytest.fixture

@@ -20,11 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMON = ROOT / "recipes" / "common" / "neds_mm.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
 
 
 def write_recipe(folder: Path, name: str, body: str) -> Path:
@@ -249,10 +245,24 @@ def test_the_oracle_scores_its_own_ceiling_on_each_spike_task(trained):
     recipe = load_recipe(folder / "tiny.yaml", registries=registries)
 
     def truth_predictor(batch, masks):
-        return {"spikes": truth}
+        """The true rates where this pass hides spikes, nonsense elsewhere: any element scored
+        from a pass that did not hide it would pull the score off the oracle's."""
+        return {"spikes": torch.where(masks["spikes"], truth, 1000.0)}
 
     result = evaluate_session(truth_predictor, store, eid, ["spikes", "wheel"], recipe_metrics(recipe, registries),
                               tasks=("co_smoothing", "forward", "inter_region", "intra_region"), batch_size=10_000)
     for task in ("co_smoothing", "forward", "inter_region", "intra_region"):
         got, ceiling = result.tasks[task]["spikes"].scalars, result.tasks[f"oracle_{task}"]["spikes"].scalars
         assert got["bps"] == pytest.approx(ceiling["bps"], abs=1e-9), task
+
+
+def test_passes_merge_into_one_prediction_per_element_whatever_the_modality_shape():
+    from neds_framework.engine.evaluate import merge_pass
+
+    b, t, f = 2, 4, 3
+    first = torch.zeros(b, t, dtype=torch.bool)
+    first[:, :2] = True  # a (B, T) bin mask over (B, T, F) LFP bands
+    made = merge_pass(None, torch.full((b, t, f), 1.0), first)
+    pred, hidden = merge_pass(made, torch.full((b, t, f), 2.0), ~first)
+    assert hidden.shape == (b, t, f) and bool(hidden.all())
+    assert (pred[:, :2] == 1.0).all() and (pred[:, 2:] == 2.0).all()

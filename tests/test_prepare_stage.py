@@ -10,15 +10,10 @@ import pytest
 
 from neds_framework import cli
 from neds_framework.data.store import SessionStore
-from neds_framework.plugins import reset_plugins
 from neds_ibl.one_cache import session_eid
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
 
 
 def recipe(tmp_path, extra: str = "", sessions: int = 2) -> str:

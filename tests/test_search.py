@@ -12,17 +12,13 @@ import pytest
 from neds_framework import cli
 from neds_framework.engine.record import RunRecord
 from neds_framework.errors import NedsError
-from neds_framework.plugins import get_plugins, reset_plugins
+from neds_framework.plugins import get_plugins
 from neds_framework.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
 
 
 def search_recipe(folder: Path, search: str) -> Path:

@@ -19,17 +19,12 @@ from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import OptimizerSettings, ScheduleSettings
 from neds_framework.errors import NedsError
-from neds_framework.plugins import reset_plugins
 
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_plugins():
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
 
 
 def tiny_recipe(folder: Path, epochs: int = 3) -> Path:

@@ -20,6 +20,7 @@ consume (`Head.predict`): the trained model is one, the oracle and baselines are
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import zlib
 from typing import Callable, Iterable
@@ -169,18 +170,21 @@ def model_predictor(model: torch.nn.Module, autocast=None) -> Predictor:
     """The trained model as a predictor: forward under the masks, then `Head.predict`."""
 
     def predict(batch: Batch, masks: Masks) -> dict:
-        with torch.no_grad(), (autocast() if autocast else _nullcontext()):
+        with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
             return model.predict(model(batch, masks))
 
     return predict
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
+def merge_pass(made: tuple[torch.Tensor, torch.Tensor] | None, pred: torch.Tensor, mask: torch.Tensor):
+    """(prediction, hidden) so far, updated with one pass: its prediction where it hid something.
 
-    def __exit__(self, *exc):
-        return False
+    The mask is broadcast over the prediction's trailing axes (a (B, T) bin mask over (B, T, F)
+    LFP bands), so every element takes the value of the pass that hid it.
+    """
+    mask = mask.reshape(mask.shape + (1,) * (pred.dim() - mask.dim())).expand(pred.shape)
+    old_pred, old_hidden = made if made is not None else (torch.zeros_like(pred), torch.zeros_like(mask))
+    return torch.where(mask, pred, old_pred), old_hidden | mask
 
 
 def collect_predictions(
@@ -221,10 +225,7 @@ def collect_predictions(
                 for name in scored:
                     if name not in predictions:
                         continue
-                    pred = predictions[name].float()
-                    mask = masks[name].reshape(pred.shape) if masks[name].numel() == pred.numel() else masks[name]
-                    old_pred, old_hidden = made.get(name, (torch.zeros_like(pred), torch.zeros_like(mask)))
-                    made[name] = (torch.where(mask, pred, old_pred), old_hidden | mask)
+                    made[name] = merge_pass(made.get(name), predictions[name].float(), masks[name])
             for name, (pred, hidden) in made.items():
                 target = batch.values[name]
                 if not bool(hidden.all()):

@@ -56,7 +56,19 @@ def _broadcast_mask(mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return mask.reshape(mask.shape + (1,) * (values.dim() - mask.dim()))
 
 
-class Tokenizer(nn.Module, metaclass=abc.ABCMeta):
+class _ModalityModule(nn.Module, metaclass=abc.ABCMeta):
+    """What tokenizers and heads share: the engine builds both as ``factory(modality, hidden,
+    n_bins, settings)``, settings defaulting to the class's ``Settings()``."""
+
+    def __init__(self, modality: str, hidden: int, n_bins: int, settings: Any = None):
+        super().__init__()
+        self.modality = modality
+        self.hidden = hidden
+        self.n_bins = n_bins
+        self.settings = _settings_or_default(type(self), settings)
+
+
+class Tokenizer(_ModalityModule):
     """Turns one modality of a batch into tokens.
 
     Subclasses implement `add_session`, `token_times` and `embed`. The base class guarantees the
@@ -66,11 +78,7 @@ class Tokenizer(nn.Module, metaclass=abc.ABCMeta):
     """
 
     def __init__(self, modality: str, hidden: int, n_bins: int, settings: Any = None):
-        super().__init__()
-        self.modality = modality
-        self.hidden = hidden
-        self.n_bins = n_bins
-        self.settings = _settings_or_default(type(self), settings)
+        super().__init__(modality, hidden, n_bins, settings)
         # Zeros, as the reference's mask token: the modality/time/session embeddings added by the
         # model are what tell masked tokens apart at the start of training.
         self.mask_embedding: nn.Parameter | None = nn.Parameter(torch.zeros(hidden))
@@ -119,20 +127,13 @@ class Tokenizer(nn.Module, metaclass=abc.ABCMeta):
         self.mask_embedding = None
 
 
-class Head(nn.Module, metaclass=abc.ABCMeta):
+class Head(_ModalityModule):
     """Reads one modality out of the transformer's output tokens of that modality.
 
     Predictions: spikes (B, T, N) log-rates; dynamic (B, T) values ((B, T, F) when a bin has F
     features); static (B, C) logits. Losses cover masked elements only and are returned as
     (sum, count) so the model can normalise per modality and weight modalities.
     """
-
-    def __init__(self, modality: str, hidden: int, n_bins: int, settings: Any = None):
-        super().__init__()
-        self.modality = modality
-        self.hidden = hidden
-        self.n_bins = n_bins
-        self.settings = _settings_or_default(type(self), settings)
 
     @abc.abstractmethod
     def add_session(self, session: str, n_features: int) -> None:

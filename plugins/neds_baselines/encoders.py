@@ -60,7 +60,9 @@ class _Encoder:
                 raise NedsError(f"{self.name}: session {eid} has {len(trials)} train trial(s); it needs at least 2")
             _, values = reader[BatchKey(eid, tuple(int(t) for t in trials))]
             counts = values.pop("spikes").double()
-            self.sessions[eid] = self._fit(design(values, counts.shape[1]), counts)
+            x = design(values, counts.shape[1])
+            # Every (trial, bin) is one sample: (K*T, F) features, (K*T, N) counts.
+            self.sessions[eid] = self._fit(x.reshape(-1, x.shape[-1]), counts.reshape(-1, counts.shape[-1]))
 
     def predict(self, batch, masks) -> dict:
         if "spikes" not in masks or not bool(masks["spikes"].any()):
@@ -83,10 +85,8 @@ class RrrEncoder(_Encoder):
     name = "rrr_encoder"
     Settings = RrrSettings
 
-    def _fit(self, x, counts):
-        k, t, f = x.shape
-        a = x.reshape(k * t, f)
-        y = counts.reshape(k * t, -1)
+    def _fit(self, a, y):
+        f = a.shape[1]
         mean = y.mean(dim=0)
         gram = a.T @ a + self.settings.alpha * torch.eye(f, dtype=a.dtype)
         b = torch.linalg.solve(gram, a.T @ (y - mean))
@@ -109,11 +109,8 @@ class GlmEncoder(_Encoder):
     name = "glm_encoder"
     Settings = GlmSettings
 
-    def _fit(self, x, counts):
-        k, t, f = x.shape
-        a = x.reshape(k * t, f)
-        y = counts.reshape(k * t, -1)
-        n = y.shape[1]
+    def _fit(self, a, y):
+        f, n = a.shape[1], y.shape[1]
         w = torch.zeros(f, n, dtype=torch.float64, requires_grad=True)
         b = torch.log(y.mean(dim=0).clamp(min=MIN_RATE)).clone().requires_grad_(True)
         optimiser = torch.optim.LBFGS([w, b], max_iter=self.settings.max_iter, line_search_fn="strong_wolfe")
