@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.neds-installed
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test bench bench-quick clean
 
 install: $(STAMP)
 
@@ -23,11 +23,12 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The whole benchmark suite (hours on 2 cores; benchmarks/results/suite/); bench-quick: minutes.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_binning.py
-	$(BIN)/python benchmarks/bench_train_step.py
-	$(BIN)/python benchmarks/bench_quickstart.py
-	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) runs data/generated

@@ -1,14 +1,19 @@
-"""The benchmark suite: `python -m benchmarks [--quick] [--out DIR]`.
+"""The benchmark suite: `python -m benchmarks [--quick] [--skip-quality | --skip-speed] [--out DIR]`.
 
 1. Quality on generated sessions with ground truth (`quality.py`): NEDS (both static-token
-   layouts, and pretrained on the other sessions then finetuned), the baselines and the oracle,
-   mean ± s.e.m. over sessions and seeds; checked for sanity (numbers present, no model above
-   the oracle on bits per spike).
-2. Speed: the binning and training-step benchmarks, run in the same mode.
+   layouts, and pretrained on a pool of other sessions then finetuned), the baselines and the
+   oracle, mean ± s.e.m. over sessions and seeds, the region probe; checked for sanity (numbers
+   present, no model above the oracle on bits per spike).
+2. Speed, each with its peak RSS: binning, preparation per session, the training step, throughput
+   and evaluation vs model size, the quickstart end to end, memory vs sessions; and held-out
+   scores vs the number of pretraining sessions (one script each, run in this mode).
+3. Plots (`plots.py`): the quality table, bits per spike vs the oracle per neuron, scores vs the
+   number of pretraining sessions, throughput vs model size, RSS vs sessions.
 
-Writes `<out>/quality.md`, `quality.csv`, `quality.json`, `quality.png`, `speed.md` and
-`summary.md` (default out: benchmarks/results/suite, or suite_quick with --quick). Exits 1 when a
-sanity check fails.
+Writes `<out>/quality.{md,csv,json}`, `speed.md`, `summary.md` and the PNGs (default out:
+benchmarks/results/suite, or suite_quick with --quick). `--skip-quality` reuses `<out>/quality.json`
+from an earlier run, so the long quality part and the speed part (which wants a quiet machine) can
+run at different times. Exits 1 when a sanity check fails.
 """
 
 from __future__ import annotations
@@ -28,65 +33,28 @@ sys.path.insert(0, str(HERE))
 
 from _results import RESULTS, machine  # noqa: E402
 
-from neds_framework.atomic import atomic_path, atomic_write_text  # noqa: E402
+from neds_framework.atomic import atomic_write_text  # noqa: E402
+
+# Speed and scaling benchmarks, in the order the suite runs them (each writes results/<name>[_quick].*).
+SPEED = ("bench_binning", "bench_prepare", "bench_train_step", "bench_model_size", "bench_quickstart", "bench_scale",
+         "bench_pretrain")
 
 
-def quality_plot(header: list[str], numbers: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    arms = list(dict.fromkeys(arm for arm, _ in numbers))
-    columns = header[1:]
-    fig = Figure(figsize=(2.2 * len(columns), 3.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(columns), squeeze=False)[0]
-    for ax, column in zip(axes, columns):
-        present = [a for a in arms if numbers.get((a, column), (0, 0, 0))[2]]
-        means = [numbers[(a, column)][0] for a in present]
-        sems = [numbers[(a, column)][1] if numbers[(a, column)][2] > 1 else 0.0 for a in present]
-        ax.bar(range(len(present)), means, yerr=sems, color=["tab:gray" if a == "oracle" else "tab:blue" for a in present])
-        ax.set_xticks(range(len(present)), present, rotation=60, ha="right", fontsize=7)
-        ax.set_title(column.replace("decoding/", "").replace("encoding/", ""), fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
-def run_speed(quick: bool) -> str:
-    """Run the speed benchmarks in this mode and gather their Markdown."""
-    parts = []
-    for script, name in (("bench_binning.py", "binning"), ("bench_train_step.py", "train_step")):
-        args = [sys.executable, str(HERE / script)] + (["--quick"] if quick else [])
-        done = subprocess.run(args, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"{script} failed:\n{done.stderr[-2000:]}")
-        md = RESULTS / (f"{name}_quick.md" if quick else f"{name}.md")
-        parts.append(md.read_text() if md.exists() else done.stdout)
-    return "\n".join(parts)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sessions, few epochs, one seed (CI)")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--skip-speed", action="store_true", help="quality only")
-    args = parser.parse_args(argv)
-    out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
-    out.mkdir(parents=True, exist_ok=True)
-    import quality
-
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="neds-suite-") as tmp:
-        values = quality.run_quality(Path(tmp), args.quick)
-    header, rows, numbers = quality.table(values)
-    problems = quality.sanity(numbers)
-    params = quality.QUICK if args.quick else quality.FULL
-    md = [
+def quality_markdown(params: dict, values: dict, header: list[str], rows: list[list[str]], problems: list[str]) -> str:
+    probe = values.get("region probe", {}).get("runs", [])
+    return "\n".join([
         "# Quality on generated sessions",
         "",
         f"{params['sessions']} generated sessions ({params['trials']} trials, {params['units']} units before the 5 Hz "
-        f"filter), seeds {params['seeds']}; NEDS {params['layers']} layer(s), hidden {params['hidden']}, "
-        f"{params['epochs']} epochs. Mean ± s.e.m. over sessions × seeds; test split; encoding = all spikes hidden, "
-        "decoding = all behaviour hidden.",
+        f"filter), seeds {params['seeds']}. NEDS: {params['layers']} layer(s), hidden {params['hidden']}, "
+        f"{params['epochs']} epochs per session; neds (multi) is pretrained for {params.get('pretrain_epochs', params['epochs'])} "
+        f"epochs on {params.get('pool', 'the other')} other generated sessions (another lab), then finetuned for "
+        f"{params['epochs']} epochs on each session. Mean ± s.e.m. over sessions × seeds; test split; encoding = all "
+        "spikes hidden, decoding = all behaviour hidden.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -94,32 +62,133 @@ def main(argv=None) -> int:
         "",
         "Sanity: " + ("ok" if not problems else "; ".join(problems)),
         "",
-        "Region probe (each neuron's brain region predicted from its learned spikes-readout weights of the "
-        "pretrained multi-session model, stratified cross-validation over the neurons of its sessions):",
+        "Region probe (each neuron's brain region predicted from its learned spikes-readout weights in the "
+        "pretrained multi-session model, stratified cross-validation over the neurons of the pool's sessions):",
         "",
         "| seed | neurons | regions | accuracy | chance |",
         "|---:|---:|---:|---:|---:|",
         *(f"| {seed} | {r['neurons']} | {r['regions']} | {r['accuracy']:.3f} | {r['chance']:.3f} |"
-          for seed, r in zip(params["seeds"], values.get("region probe", {}).get("runs", []))),
+          for seed, r in zip(params["seeds"], probe)),
         "",
-    ]
-    atomic_write_text(out / "quality.md", "\n".join(md))
+    ])
+
+
+def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]]:
+    import plots
+    import quality
+
+    header, rows, numbers = quality.table(values)
+    problems = quality.sanity(numbers)
+    md = quality_markdown(params, values, header, rows, problems)
+    atomic_write_text(out / "quality.md", md)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["model", "metric", "mean", "sem", "n"])
     for (arm, column), (mean, sem, n) in numbers.items():
         writer.writerow([arm, column, mean, sem, n])
     atomic_write_text(out / "quality.csv", buffer.getvalue())
-    atomic_write_text(out / "quality.json", json.dumps(
-        {"machine": machine(), "params": params, "values": values, "problems": problems}, indent=2) + "\n")
-    quality_plot(header, numbers, out / "quality.png")
-    speed = "" if args.skip_speed else run_speed(args.quick)
-    if speed:
-        atomic_write_text(out / "speed.md", speed)
+    plots.quality(header, numbers, out / "quality.png")
+    return md, problems
+
+
+def run_speed(quick: bool) -> None:
+    for script in SPEED:
+        args = [sys.executable, str(HERE / f"{script}.py")] + (["--quick"] if quick else [])
+        print(f"running {script} ...", flush=True)
+        done = subprocess.run(args, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{script} failed:\n{done.stderr[-2000:]}")
+
+
+def speed_overview(quick: bool) -> str:
+    """One table over the speed benchmarks' JSON results, then each benchmark's own Markdown."""
+    suffix = "_quick" if quick else ""
+    names = ("binning", "prepare", "train_step", "model_size", "quickstart", "scale", "pretrain")
+    got = {name: _load(RESULTS / f"{name}{suffix}.json") for name in names}
+    rows = []
+    if got["binning"]:
+        m = got["binning"]["methods"]
+        ours, loop = m["bin_spikes (vectorised)"], m["NEDS loop (mask + bincount2D)"]
+        rows.append(("spike binning", f"{ours['spikes_per_s'] / 1e6:.0f} M spikes/s ({loop['speedup']:.0f}x the "
+                     f"reference's per-trial loop, {loop['spikes_per_s'] / 1e6:.1f} M spikes/s)", got["binning"]["peak_rss_mb"]))
+    if got["prepare"]:
+        p = got["prepare"]
+        rows.append(("preparation", f"{p['seconds_per_session']:.2f} s per session ({p['rows'][-1]['sessions']} sessions in "
+                     f"{p['rows'][-1]['wall_s']:.1f} s)", max(r["peak_rss_mb"] for r in p["rows"])))
+    if got["train_step"]:
+        t = got["train_step"]
+        default = next(r for r in t["results"] if r["kernels"] == "this project" and r["static_layout"] == "expanded"
+                       and r["attention_dropout"] == 0.0)
+        emulated = next(r for r in t["results"] if r["kernels"] != "this project")
+        rows.append(("training step, single size", f"{default['trials_per_s']:.1f} trials/s, {default['utilisation']:.0%} "
+                     f"utilisation ({default['trials_per_s'] / emulated['trials_per_s']:.1f}x the reference's kernels here; "
+                     "reference 3.15 trials/s on a faster machine)", t.get("peak_rss_mb")))
+    if got["model_size"]:
+        for r in got["model_size"]["rows"]:
+            rows.append((f"{r['size']}: train / eval forward", f"{r['train_trials_per_s']:.1f} / {r['eval_trials_per_s']:.1f} "
+                         f"trials/s ({r['parameters_m']:.2f} M parameters)", r["peak_rss_mb"]))
+    if got["quickstart"]:
+        q = got["quickstart"]
+        for stage, r in q["stages"].items():
+            rows.append((f"quickstart {stage}", f"{r['wall_s']:.1f} s", r["peak_rss_mb"]))
+        rows.append(("quickstart end to end", f"{q['total_s']:.0f} s ({q['epochs']} epochs)",
+                     max(r["peak_rss_mb"] for r in q["stages"].values())))
+    if got["scale"]:
+        for r in got["scale"]["rows"]:
+            cache = "streaming" if r["cache_mb"] == 0 else f"{r['cache_mb']} MiB cache"
+            rows.append((f"training on {r['sessions']} sessions, {cache}", f"{r['trials_per_s']:.0f} trials/s (tiny model), "
+                         f"data wait {r['data_wait_share']:.1%}", r["peak_rss_mb"]))
+    lines = ["# Speed and scaling", "", "| what | speed | peak RSS (MiB) |", "|---|---|---:|",
+             *(f"| {what} | {speed} | {'-' if rss is None else f'{rss:.0f}'} |" for what, speed, rss in rows), ""]
+    for name in got:
+        md = RESULTS / f"{name}{suffix}.md"
+        if md.exists():
+            lines += [md.read_text().replace("\n# ", "\n## ").replace("# ", "## ", 1), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sessions, few epochs, one seed (CI)")
+    parser.add_argument("--out", type=Path, default=None)
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--skip-speed", action="store_true", help="quality only")
+    parts.add_argument("--skip-quality", action="store_true", help="speed only; the summary reuses <out>/quality.json")
+    args = parser.parse_args(argv)
+    out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
+    out.mkdir(parents=True, exist_ok=True)
+    import plots
+    import quality
+
+    start = time.perf_counter()
+    if args.skip_quality:
+        saved = _load(out / "quality.json")
+        if saved is None:
+            raise SystemExit(f"--skip-quality: no {out / 'quality.json'} from an earlier run; run without it first")
+        params, values = saved["params"], saved["values"]
+    else:
+        params = quality.QUICK if args.quick else quality.FULL
+        with tempfile.TemporaryDirectory(prefix="neds-suite-") as tmp:
+            values = quality.run_quality(Path(tmp), args.quick)
+    md, problems = write_quality(out, params, values)
+    if not args.skip_quality:
+        atomic_write_text(out / "quality.json", json.dumps(
+            {"machine": machine(), "params": params, "values": values, "problems": problems,
+             "seconds": time.perf_counter() - start}, indent=2) + "\n")
+    if not args.skip_speed:
+        run_speed(args.quick)
+        atomic_write_text(out / "speed.md", speed_overview(args.quick))
+    drawn = plots.draw_all(RESULTS, out, values.get("per neuron"), "_quick" if args.quick else "")
+    speed_md = out / "speed.md"
     m = machine()
-    summary = "\n".join(md) + (f"\n{speed}" if speed else "") + (
-        f"\nRan in {time.perf_counter() - start:.0f} s on {m['cpu']}, {m['cpus']} CPUs, torch {m['torch']}, "
-        f"Python {m['python']}.\n")
+    summary = "\n".join([
+        md,
+        speed_md.read_text() if speed_md.exists() else "",
+        "Plots: " + ", ".join(p.name for p in [out / "quality.png", *drawn]),
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch {m['torch']}, numpy {m['numpy']}, Python {m['python']}.",
+        "",
+    ])
     atomic_write_text(out / "summary.md", summary)
     print(summary)
     return 1 if problems else 0

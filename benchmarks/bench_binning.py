@@ -22,10 +22,8 @@ The full run writes benchmarks/results/binning.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -33,10 +31,11 @@ from pathlib import Path
 import numpy as np
 from iblutil.numerical import bincount2D
 
-from neds_framework.atomic import atomic_write_text
 from neds_ibl.binning import bin_spikes
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, write_results  # noqa: E402
+
 N_BINS, BIN_SIZE, PRE_S = 100, 0.02, 0.5
 TARGET_SPEEDUP = 50.0
 
@@ -153,7 +152,7 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "binning",
         "quick": args.quick,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+        "machine": machine(),
         "session": {"units": 500, "duration_s": duration, "spikes": n_spikes, "trials": trials, "overlapping_windows": overlapping},
         "repeats": args.repeats,
         "methods": {
@@ -178,10 +177,7 @@ def main(argv=None) -> int:
             f"peak alloc {r['peak_alloc_mb']:6.0f} MiB"
         )
     print(f"identical counts: {identical} (spikes on an exact edge: {on_edges}); peak RSS {report['peak_rss_mb']:.0f} MiB")
-    if not args.quick:
-        atomic_write_text(RESULTS / "binning.json", json.dumps(report, indent=2) + "\n")
-        atomic_write_text(RESULTS / "binning.md", markdown(report))
-        print(f"wrote {RESULTS / 'binning'}.json and .md")
+    print(f"wrote {write_results('binning', report, markdown(report), args.quick)}.json and .md")
     return 0 if identical else 1
 
 

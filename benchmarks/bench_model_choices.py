@@ -18,15 +18,14 @@ the store, `handmade_session` is the one function to replace.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from neds_framework.atomic import atomic_write_text
 from neds_framework.model.batch import Batch, session_features
 from neds_framework.model.eval_masks import decoding_masks, encoding_masks
 from neds_framework.model.interfaces import ModalityParts
@@ -35,7 +34,9 @@ from neds_masking.multitask import NedsMultitaskMasker
 from neds_modalities.heads import ClassificationHead, RegressionHead, SpikesHead
 from neds_modalities.tokenizers import BinnedTokenizer, SpikesTokenizer, StaticTokenizer
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_results  # noqa: E402
+
 ARMS = {
     "compact, attention dropout 0": ("compact", 0.0),
     "expanded, attention dropout 0": ("expanded", 0.0),
@@ -187,10 +188,7 @@ def main(argv=None) -> int:
         for arm, rs in runs.items()
     }
     report = {"benchmark": "model_choices", "args": vars(args), "seeds": seeds, "runs": runs, "summary": summary}
-    stem = "model_choices_quick" if args.quick else "model_choices"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(RESULTS / f"{stem}.md", markdown(report))
+    write_results("model_choices", report, markdown(report), args.quick)
     print(markdown(report))
     return 0
 

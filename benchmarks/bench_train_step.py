@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import platform
+import resource
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from neds_framework.atomic import atomic_write_text
 from neds_framework.model.batch import Batch, session_features
 from neds_framework.model.interfaces import ModalityParts
 from neds_framework.model.neds import Neds
@@ -42,10 +41,12 @@ from neds_masking.multitask import NedsMultitaskMasker
 from neds_modalities.heads import ClassificationHead, RegressionHead, SpikesHead
 from neds_modalities.tokenizers import BinnedTokenizer, SpikesTokenizer, StaticTokenizer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, write_results  # noqa: E402
+
 REFERENCE_TRIALS_PER_S = 3.15  # neds-facts.md §11, same size, same threads
 REFERENCE_GFLOP_PER_TRIAL = 12.0
 REFERENCE_CEILING_GFLOP_PER_S = (403.0, 444.0)  # the matmul ceiling of the machine it was measured on
-RESULTS = Path(__file__).parent / "results"
 
 aten = torch.ops.aten
 # FlopCounterMode does not know PyTorch's CPU flash-attention kernels; count them like the others.
@@ -78,9 +79,10 @@ def use_torch_dropout(model: Neds) -> None:
                 setattr(module, name, torch.nn.Dropout(child.p))
 
 
-def make_model(layout: str, attention_dropout: float, neurons: int, bins: int, seed: int = 0) -> Neds:
+def make_model(layout: str, attention_dropout: float, neurons: int, bins: int, seed: int = 0, **size) -> Neds:
+    """The benchmark's five-modality NEDS; `size` overrides the reference's single-session size (layers, hidden, ...)."""
     torch.manual_seed(seed)
-    settings = Neds.Settings(attention_dropout=attention_dropout)  # reference size otherwise
+    settings = Neds.Settings(attention_dropout=attention_dropout, **size)
     h = settings.hidden
 
     def static(name, classes):
@@ -160,16 +162,6 @@ def measure(layout: str, attention_dropout: float, args, torch_kernels: bool = F
     }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def matmul_ceiling(quick: bool) -> dict:
     """Best fp32 GEMM rate: a large square one and the model's own widest shape."""
     shapes = {"square_2048": (2048, 2048, 2048), "qkv_16x302_tokens": (16 * 302, 256, 768)}
@@ -246,6 +238,9 @@ def markdown(report: dict) -> str:
         f"at {default['utilisation']:.0%} utilisation against the reference's 9 %.",
         "",
     ]
+    if "peak_rss_mb" in report:
+        lines += [f"Process peak RSS over every configuration: {report['peak_rss_mb']:.0f} MiB (the reference: 2.0-2.4 GB "
+                  "without its loss-accumulation leak, 6.8-7.5 GB with it).", ""]
     return "\n".join(lines)
 
 
@@ -280,7 +275,7 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "train_step",
         "quick": args.quick,
-        "machine": {"cpu": cpu_name(), "torch": torch.__version__},
+        "machine": machine(),
         "threads": args.threads,
         "batch": args.batch,
         "neurons": args.neurons,
@@ -291,12 +286,9 @@ def main(argv=None) -> int:
         "ceiling_used": best,
         "reference_trials_per_s": REFERENCE_TRIALS_PER_S,
         "results": results,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # over every configuration
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "train_step_quick" if args.quick else "train_step"
-    atomic_write_text(RESULTS / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(RESULTS / f"{stem}.md", markdown(report))
-    print(f"wrote {RESULTS / stem}.json and .md")
+    print(f"wrote {write_results('train_step', report, markdown(report), args.quick)}.json and .md")
     return 0
 
 
