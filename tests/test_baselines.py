@@ -70,8 +70,8 @@ def test_ridge_decoder_predicts_only_hidden_behaviour_and_its_sessions():
     assert one_class == 0
 
 
-@pytest.mark.parametrize("name", ["rrr_encoder", "glm_encoder"])
-def test_encoders_beat_the_mean_and_stay_under_the_oracle(tmp_path, name):
+@pytest.mark.parametrize("name, options", [("rrr_encoder", ""), ("rrr_encoder", ", target: sqrt"), ("glm_encoder", "")])
+def test_encoders_beat_the_mean_and_stay_under_the_oracle(tmp_path, name, options):
     path = tmp_path / "enc.yaml"
     path.write_text(textwrap.dedent(f"""
         extends: {ROOT / 'recipes' / 'ridge_decoder.yaml'}
@@ -81,13 +81,27 @@ def test_encoders_beat_the_mean_and_stay_under_the_oracle(tmp_path, name):
           source:
             one: {{cache_dir: {tmp_path / 'cache'}}}
             synthesize: {{sessions: 1, seed: 1, trials: 150, units: 24}}
-        model: {{name: {name}}}
+        model: {{name: {name}{options}}}
         fit: {{tasks: [encoding, decoding], figures: false}}
         """))
     assert cli.main([str(path)]) == 0
     got = {(t, m, k): v for _, t, m, k, v in read_table(RunRecord.load(tmp_path / "runs" / name))}
     assert 0.0 < got[("encoding", "spikes", "bps")] < got[("oracle", "spikes", "bps")]
     assert not any(t == "decoding" for t, _, _ in got)  # an encoder predicts no behaviour
+
+
+def test_rrr_on_square_roots_adds_the_residual_variance_when_squaring_back():
+    from neds_baselines.encoders import RrrEncoder
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20000, 3, generator=g, dtype=torch.float64)
+    counts = torch.poisson(torch.full((20000, 2), 0.3, dtype=torch.float64), generator=g)  # behaviour-blind
+    for target in ("counts", "sqrt"):
+        model = RrrEncoder(RrrEncoder.Settings(rank=1, alpha=1.0, target=target))
+        rates = model._rates(x, model._fit(x, counts))
+        assert torch.allclose(rates.mean(dim=0), counts.mean(dim=0), rtol=0.05), target  # unbiased mean rate
+    naive = model._fit(x, counts)[1].square()  # squaring the mean square root alone: far too low
+    assert bool((naive < 0.6 * counts.mean(dim=0)).all())
 
 
 def test_glm_recovers_known_poisson_weights():

@@ -4,11 +4,14 @@ Both use the same design matrix per trial and bin: wheel and whisker at that bin
 and block, and one indicator per time bin (so a neuron's mean time course, its PSTH, is
 representable). Behaviours a session lacks are left out.
 
-- `rrr_encoder`: reduced-rank Gaussian regression on the counts themselves: ridge solution B
-  (penalty ``alpha``), then projected on the top ``rank`` directions of the fitted values
-  (B_r = B V_r V_r^T); the predicted rate is the fitted count, floored at 1e-6 per bin. (On
-  square-root counts, squaring the fit back underestimates low rates badly, since
-  E[sqrt(y)]^2 < E[y]: at 0.3 spikes per bin, by a factor of about 4; bits per spike fell to -1.)
+- `rrr_encoder`: reduced-rank Gaussian regression: ridge solution B (penalty ``alpha``), then
+  projected on the top ``rank`` directions of the fitted values (B_r = B V_r V_r^T). ``target``
+  says what is regressed:
+    counts (default)  the counts themselves; the rate is the fitted count, floored at 1e-6 per bin.
+    sqrt              square-root counts, which steadies the variance of Poisson counts; the rate is
+                      E[y] = E[sqrt y]^2 + Var[sqrt y]: the fit squared plus each neuron's residual
+                      variance on the train split. Squaring the fit alone underestimates low rates
+                      badly (at 0.3 spikes per bin by a factor of about 4; bits per spike fell to -1).
 - `glm_encoder`: a Poisson GLM per neuron, log rate = X w_n + b_n with an L2 penalty ``alpha``,
   all neurons fitted at once (one L-BFGS problem over the (features x neurons) weight matrix;
   no loop over neurons).
@@ -79,6 +82,7 @@ class _Encoder:
 class RrrSettings:
     rank: int = 4
     alpha: float = 1.0
+    target: str = attrs.field(default="counts", validator=attrs.validators.in_(("counts", "sqrt")))
 
 
 class RrrEncoder(_Encoder):
@@ -87,16 +91,23 @@ class RrrEncoder(_Encoder):
 
     def _fit(self, a, y):
         f = a.shape[1]
+        if self.settings.target == "sqrt":
+            y = y.sqrt()
         mean = y.mean(dim=0)
         gram = a.T @ a + self.settings.alpha * torch.eye(f, dtype=a.dtype)
         b = torch.linalg.solve(gram, a.T @ (y - mean))
         _, _, vh = torch.linalg.svd(a @ b, full_matrices=False)
         v = vh[: self.settings.rank].T  # (N, rank)
-        return b @ v @ v.T, mean
+        b = b @ v @ v.T
+        residual_var = (y - mean - a @ b).square().mean(dim=0)
+        return b, mean, residual_var
 
     def _rates(self, x, params):
-        b, mean = params
-        return ((x @ b) + mean).clamp(min=MIN_RATE)
+        b, mean, residual_var = params
+        fitted = (x @ b) + mean
+        if self.settings.target == "sqrt":  # back to counts: E[y] = E[sqrt y]^2 + Var[sqrt y]
+            return (fitted.clamp(min=0).square() + residual_var).clamp(min=MIN_RATE)
+        return fitted.clamp(min=MIN_RATE)
 
 
 @attrs.frozen
