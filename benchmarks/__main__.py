@@ -12,8 +12,9 @@
 
 Writes `<out>/quality.{md,csv,json}`, `speed.md`, `summary.md` and the PNGs (default out:
 benchmarks/results/suite, or suite_quick with --quick). `--skip-quality` reuses `<out>/quality.json`
-from an earlier run, so the long quality part and the speed part (which wants a quiet machine) can
-run at different times. Exits 1 when a sanity check fails.
+from an earlier run and `--skip-speed` the speed benchmarks' last results, so the long quality part
+and the speed part (which wants a quiet machine) can run at different times; both flags together
+redraw the tables and plots. Exits 1 when a sanity check fails.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def run_speed(quick: bool) -> None:
 
 
 def speed_overview(quick: bool) -> str:
-    """One table over the speed benchmarks' JSON results, then each benchmark's own Markdown."""
+    """One table over the speed benchmarks' JSON results, then each benchmark's own Markdown ('' without results)."""
     suffix = "_quick" if quick else ""
     names = ("binning", "prepare", "train_step", "model_size", "quickstart", "scale", "pretrain")
     got = {name: _load(RESULTS / f"{name}{suffix}.json") for name in names}
@@ -120,7 +121,8 @@ def speed_overview(quick: bool) -> str:
         default = next(r for r in t["results"] if r["kernels"] == "this project" and r["static_layout"] == "expanded"
                        and r["attention_dropout"] == 0.0)
         emulated = next(r for r in t["results"] if r["kernels"] != "this project")
-        rows.append(("training step, single size", f"{default['trials_per_s']:.1f} trials/s, {default['utilisation']:.0%} "
+        rows.append(("training step, single size (RSS: the process over every configuration, the reference's kernels "
+                     "included)", f"{default['trials_per_s']:.1f} trials/s, {default['utilisation']:.0%} "
                      f"utilisation ({default['trials_per_s'] / emulated['trials_per_s']:.1f}x the reference's kernels here; "
                      "reference 3.15 trials/s on a faster machine)", t.get("peak_rss_mb")))
     if got["model_size"]:
@@ -138,6 +140,8 @@ def speed_overview(quick: bool) -> str:
             cache = "streaming" if r["cache_mb"] == 0 else f"{r['cache_mb']} MiB cache"
             rows.append((f"training on {r['sessions']} sessions, {cache}", f"{r['trials_per_s']:.0f} trials/s (tiny model), "
                          f"data wait {r['data_wait_share']:.1%}", r["peak_rss_mb"]))
+    if not rows:
+        return ""
     lines = ["# Speed and scaling", "", "| what | speed | peak RSS (MiB) |", "|---|---|---:|",
              *(f"| {what} | {speed} | {'-' if rss is None else f'{rss:.0f}'} |" for what, speed, rss in rows), ""]
     for name in got:
@@ -151,9 +155,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sessions, few epochs, one seed (CI)")
     parser.add_argument("--out", type=Path, default=None)
-    parts = parser.add_mutually_exclusive_group()
-    parts.add_argument("--skip-speed", action="store_true", help="quality only")
-    parts.add_argument("--skip-quality", action="store_true", help="speed only; the summary reuses <out>/quality.json")
+    parser.add_argument("--skip-speed", action="store_true", help="no speed runs; the summary reuses their last results")
+    parser.add_argument("--skip-quality", action="store_true", help="no quality runs; the summary reuses <out>/quality.json")
     args = parser.parse_args(argv)
     out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
     out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
         saved = _load(out / "quality.json")
         if saved is None:
             raise SystemExit(f"--skip-quality: no {out / 'quality.json'} from an earlier run; run without it first")
-        params, values = saved["params"], saved["values"]
+        params, values, quality_machine = saved["params"], saved["values"], saved.get("machine", {})
     else:
         params = quality.QUICK if args.quick else quality.FULL
         with tempfile.TemporaryDirectory(prefix="neds-suite-") as tmp:
@@ -177,7 +180,9 @@ def main(argv=None) -> int:
              "seconds": time.perf_counter() - start}, indent=2) + "\n")
     if not args.skip_speed:
         run_speed(args.quick)
-        atomic_write_text(out / "speed.md", speed_overview(args.quick))
+    speed = speed_overview(args.quick)
+    if speed:
+        atomic_write_text(out / "speed.md", speed)
     drawn = plots.draw_all(RESULTS, out, values.get("per neuron"), "_quick" if args.quick else "")
     speed_md = out / "speed.md"
     m = machine()
@@ -186,7 +191,9 @@ def main(argv=None) -> int:
         speed_md.read_text() if speed_md.exists() else "",
         "Plots: " + ", ".join(p.name for p in [out / "quality.png", *drawn]),
         "",
-        f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch {m['torch']}, numpy {m['numpy']}, Python {m['python']}.",
+        "Machine (this run): " + ", ".join(f"{k} {v}" for k, v in m.items() if v != "") + ".",
+        "" if not args.skip_quality else "Quality part (an earlier run, from quality.json): "
+        + ", ".join(f"{k} {v}" for k, v in quality_machine.items() if v != "") + ".",
         "",
     ])
     atomic_write_text(out / "summary.md", summary)

@@ -52,7 +52,8 @@ def bps_vs_oracle(per_neuron: dict, path: Path) -> Path | None:
     fig = _figure(3.3 * len(arms), 3.4)
     axes = fig.subplots(1, len(arms), squeeze=False, sharex=True, sharey=True)[0]
     finite = [x for a in arms for x in per_neuron[a]["model"] + per_neuron[a]["oracle"] if math.isfinite(x)]
-    low, high = max(min(finite), -1.0), max(finite)
+    floor = -1.0  # a few badly predicted neurons would squash the rest
+    low, high = max(min(finite), floor), max(finite)
     for ax, arm in zip(axes, arms):
         model, oracle = per_neuron[arm]["model"], per_neuron[arm]["oracle"]
         ax.scatter(oracle, [max(m, low) for m in model], s=6, alpha=0.5)
@@ -60,7 +61,7 @@ def bps_vs_oracle(per_neuron: dict, path: Path) -> Path | None:
         ax.axhline(0.0, color="black", lw=0.5)
         ax.set_title(f"{arm} ({len(model)} neurons)", fontsize=9)
         ax.set_xlabel("oracle bits/spike (true rates)")
-    axes[0].set_ylabel(f"model bits/spike (clipped at {low:g})")
+    axes[0].set_ylabel("model bits/spike" + (f" (clipped at {floor:g})" if min(finite) < floor else ""))
     return save_png(fig, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_suite_writes_a_sane_quality_table(tmp_path):
     out = tmp_path / "suite"
+    env = {**os.environ, "NEDS_BENCH_RESULTS": str(tmp_path / "results")}  # nothing of the repo's results is read
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--skip-speed", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500, env=env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     text = (out / "quality.md").read_text()
     assert "Sanity: ok" in text and "Region probe" in text
@@ -25,4 +27,32 @@ def test_quick_suite_writes_a_sane_quality_table(tmp_path):
     assert present and all(math.isfinite(float(r["mean"])) for r in present)
     bps = {r["model"]: float(r["mean"]) for r in present if r["metric"] == "encoding/spikes/bps"}
     assert all(v <= bps["oracle"] for v in bps.values())
-    assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("quality.png", "bps_vs_oracle.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+def _suite_modules():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT))
+    import importlib
+
+    return importlib.import_module("benchmarks.__main__"), importlib.import_module("plots")
+
+
+def test_speed_overview_and_plots_render_the_committed_results(tmp_path):
+    suite, plots = _suite_modules()
+    text = suite.speed_overview(quick=False)
+    for row in ("| spike binning |", "| preparation |", "| training step, single size (", "| quickstart end to end |",
+                "| large (reference): train / eval forward |", "| training on 74 sessions, streaming |"):
+        assert row in text, row
+    per_neuron = {"neds (expanded)": {"model": [0.1, -3.0, float("nan")], "oracle": [0.2, 0.1, 0.3]}}
+    drawn = plots.draw_all(suite.RESULTS, tmp_path, per_neuron)
+    assert sorted(p.name for p in drawn) == ["bps_vs_oracle.png", "model_size.png", "pretrain_sessions.png", "rss_sessions.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in drawn)
+
+
+def test_skip_quality_without_an_earlier_run_says_what_to_do(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--skip-quality", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "no " in done.stderr and "quality.json" in done.stderr and "Traceback" not in done.stderr

@@ -56,7 +56,7 @@ class NedsSettings:
     Defaults are the reference's single-session size (5 layers; its medium and large models use
     16 and 22). One deliberate difference: ``attention_dropout`` defaults to 0, not the reference's
     0.4: on CPU any attention dropout takes PyTorch off its fused attention kernel and makes the
-    training step 2.5x (compact static tokens) to 3.2x (expanded) slower
+    training step 1.9-2.5x (compact static tokens) to 2.7-3.2x (expanded) slower
     (benchmarks/results/train_step.md), and on the quality benchmark it did not help
     (benchmarks/results/model_choices.md: encoding 0.012 vs 0.029 bits/spike, block accuracy 0.94
     vs 0.91 with a spread of 0.05, choice and wheel equal). Residual/MLP dropout (0.4) and token

@@ -98,7 +98,7 @@ class StaticTokenizer(Tokenizer):
     a number) goes through a per-session Linear(1 -> 2·n_bins), is cut into n_bins pairs, then
     Softsign and Linear(2 -> hidden).
     layout ``compact``: the same with one pair: one token per trial, at the trial-level time
-    `TRIAL_TIME`. The NEDS step trains 2.0x as fast (302 instead of 500 tokens per trial at the
+    `TRIAL_TIME`. The NEDS step trains 1.8-2.0x as fast (302 instead of 500 tokens per trial at the
     reference's size; benchmarks/results/train_step.md), but on the layout quality benchmark
     (benchmarks/results/model_choices.md) it scored lower: encoding 0.029 vs 0.067 bits/spike and
     block accuracy 0.91 vs 0.95, a gap that longer training did not close. The default is
