@@ -33,16 +33,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _results import RESULTS, machine  # noqa: E402
+from plots import load_json  # noqa: E402
 
 from neds_framework.atomic import atomic_write_text  # noqa: E402
 
 # Speed and scaling benchmarks, in the order the suite runs them (each writes results/<name>[_quick].*).
 SPEED = ("bench_binning", "bench_prepare", "bench_train_step", "bench_model_size", "bench_quickstart", "bench_scale",
          "bench_pretrain")
-
-
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def quality_markdown(params: dict, values: dict, header: list[str], rows: list[list[str]], problems: list[str]) -> str:
@@ -105,7 +102,7 @@ def speed_overview(quick: bool) -> str:
     """One table over the speed benchmarks' JSON results, then each benchmark's own Markdown ('' without results)."""
     suffix = "_quick" if quick else ""
     names = ("binning", "prepare", "train_step", "model_size", "quickstart", "scale", "pretrain")
-    got = {name: _load(RESULTS / f"{name}{suffix}.json") for name in names}
+    got = {name: load_json(RESULTS / f"{name}{suffix}.json") for name in names}
     rows = []
     if got["binning"]:
         m = got["binning"]["methods"]
@@ -165,18 +162,18 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     if args.skip_quality:
-        saved = _load(out / "quality.json")
+        saved = load_json(out / "quality.json")
         if saved is None:
             raise SystemExit(f"--skip-quality: no {out / 'quality.json'} from an earlier run; run without it first")
         params, values, quality_machine = saved["params"], saved["values"], saved.get("machine", {})
     else:
-        params = quality.QUICK if args.quick else quality.FULL
+        params, quality_machine = (quality.QUICK if args.quick else quality.FULL), machine()
         with tempfile.TemporaryDirectory(prefix="neds-suite-") as tmp:
             values = quality.run_quality(Path(tmp), args.quick)
     md, problems = write_quality(out, params, values)
     if not args.skip_quality:
         atomic_write_text(out / "quality.json", json.dumps(
-            {"machine": machine(), "params": params, "values": values, "problems": problems,
+            {"machine": quality_machine, "params": params, "values": values, "problems": problems,
              "seconds": time.perf_counter() - start}, indent=2) + "\n")
     if not args.skip_speed:
         run_speed(args.quick)

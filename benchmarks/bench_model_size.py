@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,7 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, write_results  # noqa: E402
-from bench_train_step import CPU_ATTENTION_FLOPS, make_batch, make_model, matmul_ceiling, train_step  # noqa: E402
+from bench_train_step import (  # noqa: E402
+    CPU_ATTENTION_FLOPS, make_batch, make_model, matmul_ceiling, timed_steps, train_step)
 
 from neds_framework.model.batch import session_features  # noqa: E402
 from neds_masking.multitask import NedsMultitaskMasker  # noqa: E402
@@ -58,22 +58,11 @@ def measure(size: dict, args) -> dict:
     model.train()
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
         train_step(model, optimiser, masker, batch, generator)
-    for _ in range(args.warmup):
-        train_step(model, optimiser, masker, batch, generator)
-    train_times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        train_step(model, optimiser, masker, batch, generator)
-        train_times.append(time.perf_counter() - start)
+    train_times = timed_steps(lambda: train_step(model, optimiser, masker, batch, generator), args.warmup, args.steps)
     model.eval()
     masks = masker(batch, generator)
-    eval_times = []
     with torch.inference_mode():
-        for i in range(args.warmup + args.steps):
-            start = time.perf_counter()
-            model(batch, masks)
-            if i >= args.warmup:
-                eval_times.append(time.perf_counter() - start)
+        eval_times = timed_steps(lambda: model(batch, masks), args.warmup, args.steps)
     gflop_per_trial = counter.get_total_flops() / args.batch / 1e9
     train_s = median(train_times)
     return {

@@ -122,6 +122,18 @@ def train_step(model, optimiser, masker, batch, generator) -> None:
     optimiser.step()
 
 
+def timed_steps(step, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of `steps` calls of `step()`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def measure(layout: str, attention_dropout: float, args, torch_kernels: bool = False) -> dict:
     model = make_model(layout, attention_dropout, args.neurons, args.bins)
     if torch_kernels:
@@ -136,13 +148,7 @@ def measure(layout: str, attention_dropout: float, args, torch_kernels: bool = F
     with torch_attention_dropout() if torch_kernels else contextlib.nullcontext():
         with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
             train_step(model, optimiser, masker, batch, generator)
-        for _ in range(args.warmup):
-            train_step(model, optimiser, masker, batch, generator)
-        times = []
-        for _ in range(args.steps):
-            start = time.perf_counter()
-            train_step(model, optimiser, masker, batch, generator)
-            times.append(time.perf_counter() - start)
+        times = timed_steps(lambda: train_step(model, optimiser, masker, batch, generator), args.warmup, args.steps)
     step_s = sorted(times)[len(times) // 2]  # median: robust to a noisy neighbour
     gflop_per_trial = counter.get_total_flops() / args.batch / 1e9
     tokens = sum(t.n_tokens() for t in model.tokenizers.values())

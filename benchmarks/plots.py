@@ -13,27 +13,19 @@ import json
 import math
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from neds_framework.engine.figures import save_png
+from neds_framework.engine.figures import new_figure, save_png
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _load(path: Path) -> dict | None:
+def load_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def quality(header: list[str], numbers: dict, path: Path) -> Path:
     arms = list(dict.fromkeys(arm for arm, _ in numbers))
     columns = header[1:]
-    fig = _figure(2.2 * len(columns), 3.4)
+    fig = new_figure(2.2 * len(columns), 3.4)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     for ax, column in zip(axes, columns):
         present = [a for a in arms if numbers.get((a, column), (0, 0, 0))[2]]
@@ -49,7 +41,7 @@ def bps_vs_oracle(per_neuron: dict, path: Path) -> Path | None:
     arms = [a for a, v in per_neuron.items() if v["model"]]
     if not arms:
         return None
-    fig = _figure(3.3 * len(arms), 3.4)
+    fig = new_figure(3.3 * len(arms), 3.4)
     axes = fig.subplots(1, len(arms), squeeze=False, sharex=True, sharey=True)[0]
     finite = [x for a in arms for x in per_neuron[a]["model"] + per_neuron[a]["oracle"] if math.isfinite(x)]
     floor = -1.0  # a few badly predicted neurons would squash the rest
@@ -69,7 +61,7 @@ def pretrain_sessions(report: dict, path: Path) -> Path:
     rows = sorted(report["rows"], key=lambda r: r["pretrain_sessions"])
     scores = [("encoding/spikes/bps", "bits/spike"), ("decoding/wheel/r2", "wheel R²"),
               ("decoding/choice/accuracy", "choice accuracy"), ("decoding/block/accuracy", "block accuracy")]
-    fig = _figure(3.0 * len(scores), 3.0)
+    fig = new_figure(3.0 * len(scores), 3.0)
     axes = fig.subplots(1, len(scores), squeeze=False)[0]
     x = list(range(len(rows)))
     for ax, (key, label) in zip(axes, scores):
@@ -87,7 +79,7 @@ def pretrain_sessions(report: dict, path: Path) -> Path:
 
 def model_size(report: dict, path: Path) -> Path:
     rows = report["rows"]
-    fig = _figure(4.6, 3.4)
+    fig = new_figure(4.6, 3.4)
     ax = fig.subplots()
     params = [r["parameters_m"] for r in rows]
     ax.plot(params, [r["train_trials_per_s"] for r in rows], marker="o", label="train step")
@@ -112,7 +104,7 @@ def model_size(report: dict, path: Path) -> Path:
 
 
 def rss_sessions(report: dict, path: Path) -> Path:
-    fig = _figure(4.6, 3.4)
+    fig = new_figure(4.6, 3.4)
     ax = fig.subplots()
     for cache, label in ((0, "streaming (cache_mb: 0)"), (2048, "2 GiB session cache")):
         rows = sorted((r for r in report["rows"] if r["cache_mb"] == cache), key=lambda r: r["sessions"])
@@ -130,7 +122,7 @@ def draw_all(results: Path, out: Path, per_neuron: dict | None, suffix: str = ""
     if per_neuron:
         written.append(bps_vs_oracle(per_neuron, out / "bps_vs_oracle.png"))
     for name, draw in (("pretrain", pretrain_sessions), ("model_size", model_size), ("scale", rss_sessions)):
-        report = _load(results / f"{name}{suffix}.json")
+        report = load_json(results / f"{name}{suffix}.json")
         if report:
             written.append(draw(report, out / f"{draw.__name__}.png"))
     return [p for p in written if p is not None]

@@ -13,7 +13,6 @@ of the store the model knows (`neds_framework.engine.evaluate`), and writes:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -37,7 +37,7 @@ MAX_ANNOTATED_CLASSES = 20
 # --------------------------------------------------------------------------------------------
 # shared helpers
 # --------------------------------------------------------------------------------------------
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -46,7 +46,7 @@ def _new_figure(width: float, height: float) -> Figure:
 def _message_figure(text: str, title: str | None = None) -> Figure:
     """A figure with no axes and one line of text, for inputs with nothing to plot: the caller
     still gets a figure to save or log, so an empty split never breaks an evaluation."""
-    fig = _new_figure(5.0, 2.0)
+    fig = new_figure(5.0, 2.0)
     fig.text(0.5, 0.5, f"{title}\n{text}" if title else text, ha="center", va="center", fontsize=12)
     return fig
 
@@ -122,7 +122,7 @@ def training_curves(history: Mapping[str, Mapping[str, Sequence[float]]]) -> Fig
         return None
 
     ncols = (1 if left else 0) + (1 if epoch_cols else 0)
-    fig = _new_figure(5.5 * ncols, 4.5)
+    fig = new_figure(5.5 * ncols, 4.5)
     grid = fig.add_gridspec(
         max(len(left), 1), ncols, height_ratios=[3, 1] if len(left) == 2 else [1]
     )
@@ -209,7 +209,7 @@ def behaviour_traces(
 
     trials = np.linspace(0, k - 1, shown).round().astype(int)
     time = np.arange(t) * float(bin_size)
-    fig = _new_figure(7.0, 1.1 + 1.5 * shown)
+    fig = new_figure(7.0, 1.1 + 1.5 * shown)
     axes = fig.subplots(shown, 1, sharex=True, squeeze=False)[:, 0]
     for ax, trial in zip(axes, trials):
         ax.plot(time, target[trial], color="black", linewidth=1.3, label="target")
@@ -308,7 +308,7 @@ def psth_panels(
     time = np.arange(t) * float(bin_size)
     ncols = min(3, neurons.size)
     nrows = -(-neurons.size // ncols)
-    fig = _new_figure(4.0 * ncols + 1.8, 0.6 + 2.8 * nrows)  # + room for the legend on the right
+    fig = new_figure(4.0 * ncols + 1.8, 0.6 + 2.8 * nrows)  # + room for the legend on the right
     grid = fig.add_gridspec(nrows, ncols)
     for i, neuron in enumerate(neurons):
         ax = fig.add_subplot(grid[i // ncols, i % ncols])
@@ -390,7 +390,7 @@ def confusion_matrix(
     accuracy = np.trace(counts) / true.size if true.size else float("nan")
 
     side = min(12.0, 2.5 + 0.6 * n_classes)
-    fig = _new_figure(side + 1.0, side)
+    fig = new_figure(side + 1.0, side)
     ax = fig.add_subplot()
     image = ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max()), 1))
     fig.colorbar(image, ax=ax, label="trials", shrink=0.8)
@@ -427,7 +427,7 @@ def bps_histogram(bps: np.ndarray, oracle: np.ndarray | None = None) -> Figure:
 
     series = [("model", bps, "C0")] + ([("oracle", oracle, "C1")] if oracle is not None else [])
     finite_all = np.concatenate([v[np.isfinite(v)] for _, v, _ in series])
-    fig = _new_figure(10.0 if oracle is not None else 5.5, 4.0)
+    fig = new_figure(10.0 if oracle is not None else 5.5, 4.0)
     ax = fig.add_subplot(1, 2 if oracle is not None else 1, 1)
     if finite_all.size:
         lo, hi = float(finite_all.min()), float(finite_all.max())

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from neds_framework import __version__
 from neds_framework.atomic import atomic_write_text

@@ -20,7 +20,6 @@ representable). Behaviours a session lacks are left out.
 from __future__ import annotations
 
 import attrs
-import numpy as np
 import torch
 
 from neds_framework.data.batches import BatchKey, StoreBatches
