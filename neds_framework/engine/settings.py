@@ -51,6 +51,9 @@ class TrainSettings:
     select: str = "val_loss"
     select_mode: str = "auto"  # min | max | auto (min for names ending in 'loss', else max)
     patience: int = 0  # stop after this many validations without improvement (0: never)
+    # Score the recipe's metrics on the validation split at every validation (learning curves in
+    # the history and TensorBoard), not only when `select` names one.
+    val_metrics: bool = False
     workers: int = 0  # DataLoader worker processes reading the store
     threads: int = 0  # torch CPU threads (0: torch's default)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, auto is each rank's own GPU)

@@ -31,6 +31,7 @@ from neds_framework import __version__
 from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes, shard
 from neds_framework.data.store import SessionStore
 from neds_framework.engine import distributed
+from neds_framework.engine.calibrate import calibrate_sessions
 from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.prepare import store_path
 from neds_framework.engine.record import RunRecord
@@ -115,6 +116,7 @@ class Trainer:
         features = session_features(store, list(recipe.modalities))
         if model is None:
             model = build_model(recipe, registries, features, n_bins)
+            calibrate_sessions(model, store, store.eids, list(recipe.modalities))
         device = pick_device(settings.device)
         model.to(device)
         if settings.compile:
@@ -289,7 +291,7 @@ class Trainer:
         enc, dec, count = distributed.all_sum([sums["encoding"], sums["decoding"], count], self.device)
         result = {"val_encoding_loss": enc / max(count, 1), "val_decoding_loss": dec / max(count, 1)}
         result["val_loss"] = result["val_encoding_loss"] + result["val_decoding_loss"]
-        if self.settings.select not in result:
+        if self.settings.select not in result or self.settings.val_metrics:
             if self.world.main:  # metrics on rank 0 over every session; the score is then shared
                 result.update(self.validation_metrics())
             if self.settings.select not in result and self.world.main:
@@ -323,6 +325,7 @@ class Trainer:
         s = self.settings
         while self.epoch < s.epochs and not (s.max_steps and self.step >= s.max_steps):
             row = {"epoch": self.epoch, **self.train_epoch()}
+            row["step"] = self.step
             self.epoch += 1
             if self.epoch % s.validate_every == 0 or self.epoch == s.epochs:
                 row.update(self.validate())

@@ -151,6 +151,19 @@ class Head(_ModalityModule):
     def predict(self, prediction: torch.Tensor) -> torch.Tensor:
         """What metrics consume: spike rates λ per bin, behaviour values, or class labels."""
 
+    # Both below get one session's training-split values of this modality, batch-shaped
+    # ((K, T, N), (K, T) or (K,)); the model calls them once per session before training.
+
+    def null_loss(self, values: torch.Tensor) -> float:
+        """The loss per element of the trivial predictor (mean rate, mean value, class prior)
+        less that of a perfect one. The model divides this modality's loss by it, so that every
+        modality's loss starts near 1 whatever its units. The default, 1.0, leaves it as it is."""
+        return 1.0
+
+    def start_at_trivial(self, session: str, values: torch.Tensor) -> None:
+        """Start this session's readout at the trivial predictor (its bias), so training begins
+        at the mean instead of climbing to it. The default changes nothing."""
+
 
 class Masker(metaclass=abc.ABCMeta):
     """Draws, per sample, which inputs are hidden (and become prediction targets).

@@ -25,10 +25,11 @@ from neds_framework.model.batch import NEURAL_MODALITIES, Batch, Masks, full_mas
 from neds_framework.model.interfaces import TRIAL_TIME, ModalityParts, ModelOutput, Tokens
 from neds_framework.model.nn.dropout import Dropout
 from neds_framework.model.nn.rotary import Rotary
-from neds_framework.model.nn.session_layers import SessionVectors, check_session_name
+from neds_framework.model.nn.session_layers import SessionScalars, SessionVectors, check_session_name
 from neds_framework.model.nn.transformer import Transformer
 
 MODES = ("mm", "encoding", "decoding")
+LOSS_BALANCES = ("null", "none", "uncertainty")
 
 
 def _one_of(options):
@@ -73,6 +74,15 @@ class NedsSettings:
     rope: bool = True
     time_embedding: bool = True
     mode: str = attrs.field(default="mm", validator=_one_of(MODES))
+    # How modality losses are put on one scale before their recipe `weight`s multiply them:
+    #   null         each divided by its session's null loss (the trivial predictor's: mean
+    #                rate, mean value, class prior; `Head.null_loss` on the training split)
+    #   none         as they come (per masked element; the reference's scale, roughly)
+    #   uncertainty  null, then learned per-modality log-variances s: exp(-s)·L + s (Kendall et al. 2018)
+    loss_balance: str = attrs.field(default="null", validator=_one_of(LOSS_BALANCES))
+    # Start each session's readouts at the trivial predictor (`Head.start_at_trivial`): log mean
+    # rates, mean values, log class priors.
+    start_at_trivial: bool = True
     neural: tuple[str, ...] = NEURAL_MODALITIES  # the rest is behaviour (for encoding/decoding modes)
 
     def __attrs_post_init__(self):
@@ -112,6 +122,11 @@ class Neds(nn.Module):
                 self.tokenizers[name].drop_mask_embedding()
         self.heads = nn.ModuleDict({name: modalities[name].head for name in self.outputs})
         self.weights = {name: float(parts.weight) for name, parts in modalities.items()}
+        # Per session, the null loss of each output modality (in `outputs` order), set by `calibrate`.
+        self.loss_scales = SessionScalars(len(self.outputs), "loss scales")
+        self.log_variance = (
+            nn.Parameter(torch.zeros(len(self.outputs))) if settings.loss_balance == "uncertainty" else None
+        )
 
         hidden = settings.hidden
         self.modality_index = {name: i for i, name in enumerate(modalities)}
@@ -162,6 +177,24 @@ class Neds(nn.Module):
             if name in n_features:
                 head.add_session(session, n_features[name])
         self.session_embedding.add_session(session)
+        self.loss_scales.add_session(session)
+
+    def calibrate(self, session: str, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Before training: from one session's training-split values (modality -> batch-shaped
+        tensor), set its loss scales (`loss_balance: null | uncertainty`) and start its readouts at
+        the trivial predictor (`start_at_trivial`). Returns the loss scales it set."""
+        scales = {}
+        for i, name in enumerate(self.outputs):
+            if name not in values:
+                continue
+            head = self.heads[name]
+            if self.settings.loss_balance != "none":
+                scales[name] = float(head.null_loss(values[name]))
+            if self.settings.start_at_trivial:
+                head.start_at_trivial(session, values[name])
+        current = self.loss_scales[session].tolist()
+        self.loss_scales.set(session, [scales.get(name, current[i]) for i, name in enumerate(self.outputs)])
+        return scales
 
     def sessions(self) -> list[str]:
         return self.session_embedding.sessions()
@@ -191,6 +224,7 @@ class Neds(nn.Module):
 
         predictions, losses = {}, {}
         total = hidden.new_zeros(())
+        scales = self.loss_scales[batch.session]
         for name, states in zip(tokens, hidden.split([t.times.numel() for t in tokens.values()], dim=1)):
             if name not in self.heads:
                 continue
@@ -199,7 +233,11 @@ class Neds(nn.Module):
             loss_sum, count = head.loss(predictions[name], batch.values[name], masks[name])
             losses[name] = (loss_sum, count)
             # A modality with nothing masked sums to 0; clamping the count avoids a data-dependent branch.
-            total = total + self.weights[name] * loss_sum / count.clamp(min=1)
+            i = self.outputs.index(name)
+            loss = loss_sum / count.clamp(min=1) / scales[i]
+            if self.log_variance is not None:
+                loss = torch.exp(-self.log_variance[i]) * loss + self.log_variance[i] * (count > 0)
+            total = total + self.weights[name] * loss
         return ModelOutput(predictions=predictions, losses=losses, loss=total, masks=masks)
 
     def _tokens(self, name: str, batch: Batch, mask) -> Tokens:

@@ -21,6 +21,12 @@ def _masked_sum(elements: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
     return torch.where(mask, elements, 0.0).sum(), mask.sum().to(elements.dtype)
 
 
+def _scale(null_loss: float) -> float:
+    """The loss scale of a modality; 1.0 when there is nothing to learn (a constant target),
+    where dividing by ~0 would only amplify noise."""
+    return float(null_loss) if null_loss > 1e-8 else 1.0
+
+
 class SpikesHead(Head):
     """Per-session Linear(hidden -> N): log-rates (B, T, N); Poisson NLL with λ = exp(log-rate).
 
@@ -45,6 +51,22 @@ class SpikesHead(Head):
     def predict(self, prediction):
         return prediction.exp()
 
+    @staticmethod
+    def _rates(values):
+        counts = values.to(torch.float64).reshape(-1, values.shape[-1])
+        return counts, torch.nanmean(counts, dim=0).nan_to_num(0.0).clamp(min=1e-3)  # silent: 0.05 Hz at 20 ms
+
+    def null_loss(self, values):
+        """The mean-rate predictor's Poisson NLL less the saturated one's (λ = y): half the null
+        deviance per element (the Poisson NLL itself is not 0 for a perfect prediction)."""
+        y, rate = self._rates(values)
+        deviance = torch.where(y > 0, y * torch.log(y.clamp(min=1e-12) / rate), 0.0) - (y - rate)
+        return _scale(float(torch.nanmean(deviance)))
+
+    def start_at_trivial(self, session, values):
+        with torch.no_grad():
+            self.layers[session].bias.copy_(self._rates(values)[1].log())
+
 
 class RegressionHead(Head):
     """Per-session Linear(hidden -> F) per bin; MSE. (B, T) predictions when F = 1 (wheel,
@@ -68,6 +90,21 @@ class RegressionHead(Head):
 
     def predict(self, prediction):
         return prediction
+
+    @staticmethod
+    def _features(values):
+        values = values.to(torch.float64)
+        flat = values.reshape(-1, values.shape[-1]) if values.dim() == 3 else values.reshape(-1, 1)
+        return flat, torch.nanmean(flat, dim=0).nan_to_num(0.0)
+
+    def null_loss(self, values):
+        """The mean predictor's MSE: the variance."""
+        flat, mean = self._features(values)
+        return _scale(float(torch.nanmean((flat - mean) ** 2)))
+
+    def start_at_trivial(self, session, values):
+        with torch.no_grad():
+            self.layers[session].bias.copy_(self._features(values)[1])
 
 
 def _at_least_two(instance, attribute, value):
@@ -99,3 +136,19 @@ class ClassificationHead(Head):
 
     def predict(self, prediction):
         return prediction.argmax(dim=-1)
+
+    def _prior(self, values):
+        n = self.settings.n_classes
+        labels = values.reshape(-1).long()
+        labels = labels[(labels >= 0) & (labels < n)]
+        return labels, (torch.bincount(labels, minlength=n).to(torch.float64) + 1.0) / (labels.numel() + n)  # add-one
+
+    def null_loss(self, values):
+        """The class prior's cross-entropy."""
+        labels, prior = self._prior(values)
+        return _scale(float(-prior.log()[labels].mean())) if labels.numel() else 1.0
+
+    def start_at_trivial(self, session, values):
+        log_prior = self._prior(values)[1].log()
+        with torch.no_grad():
+            self.layers[session].bias.copy_(log_prior - log_prior.mean())

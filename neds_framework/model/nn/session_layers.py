@@ -86,3 +86,30 @@ class SessionVectors(nn.Module):
 
     def sessions(self) -> list[str]:
         return list(self.vectors.keys())
+
+
+class SessionScalars(nn.Module):
+    """A fixed (not learned) vector per session, saved with the model: buffers grown like
+    `SessionLayers`, starting at ``fill``."""
+
+    def __init__(self, size: int, owner: str, fill: float = 1.0):
+        super().__init__()
+        self.size = size
+        self.owner = owner
+        self.fill = fill
+        self.values = nn.Module()
+
+    def add_session(self, session: str) -> None:
+        check_session_name(session)
+        if hasattr(self.values, session):
+            raise NedsError(f"{self.owner} already has session '{session}'")
+        self.values.register_buffer(session, torch.full((self.size,), float(self.fill)))
+
+    def __getitem__(self, session: str) -> torch.Tensor:
+        buffers = dict(self.values.named_buffers())
+        if session not in buffers:
+            raise unknown_session(session, self.owner, buffers.keys())
+        return buffers[session]
+
+    def set(self, session: str, values) -> None:
+        self[session].copy_(torch.as_tensor(values, dtype=torch.float32))
