@@ -125,3 +125,33 @@ def test_resume_needs_a_run_record(tmp_path, capsys):
     recipe = tiny_recipe(tmp_path)
     assert cli.main([str(recipe), "--resume", str(tmp_path / "nothing")]) == 2
     assert "no run record" in capsys.readouterr().err
+
+
+def test_loss_scales_come_from_the_training_split_only(tmp_path):
+    """Every session's loss scales in the checkpoint are the heads' null losses of its training
+    trials (never validation or test ones); val_metrics puts learning curves in the history."""
+    import numpy as np
+
+    from neds_framework.data.store import SessionStore
+    from neds_modalities.heads import ClassificationHead, RegressionHead, SpikesHead
+
+    recipe = tiny_recipe(tmp_path, epochs=1)
+    assert cli.main([str(recipe), "--set", "train.val_metrics=true"]) == 0
+    record = RunRecord.load(tmp_path / "runs" / "tiny")
+    state = record.checkpoint("last")["model"]
+    heads = {"spikes": SpikesHead("spikes", 16, 100), "wheel": RegressionHead("wheel", 16, 100),
+             "whisker": RegressionHead("whisker", 16, 100),
+             "choice": ClassificationHead("choice", 16, 100, ClassificationHead.Settings(2)),
+             "block": ClassificationHead("block", 16, 100, ClassificationHead.Settings(3))}
+    with SessionStore(tmp_path / "store.h5") as store:
+        for eid in store.eids:
+            scales = state[f"loss_scales.values.{eid}"].tolist()
+            train, everything = store.split(eid, "train"), np.arange(store.info(eid).n_trials)
+            for name, scale in zip(heads, scales):
+                values = lambda trials: torch.from_numpy(np.asarray(store.read(eid, name, trials)))  # noqa: E731
+                assert scale == pytest.approx(heads[name].null_loss(values(train)), rel=1e-5), name
+                if name == "spikes":
+                    assert scale != pytest.approx(heads[name].null_loss(values(everything)), rel=1e-5)
+    epochs = record.history["epoch"]
+    assert len(epochs["val_encoding_spikes_bps"]) == 1 and len(epochs["val_decoding_wheel_r2"]) == 1
+    assert epochs["step"][0] > 0
