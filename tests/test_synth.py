@@ -14,7 +14,7 @@ import pytest
 from neds_ibl.one_cache import NAMESPACE, session_eid
 from neds_ibl.synth import SynthSettings, generate, simulate_session, truth_edges
 from neds_ibl.synth_spikes import family_mean, unit_rates
-from neds_ibl.synth_task import DT
+from neds_ibl.synth_task import COVARIATES, DT
 
 MAIN = SynthSettings(sessions=2, seed=7, trials=300, units=60, probes=2)
 SMALL = SynthSettings(sessions=1, seed=11, trials=40, units=12)
@@ -370,7 +370,7 @@ def test_lfp_theta_power_tracks_running(regions):
 
     session = simulate_session(attrs.evolve(SMALL, lfp=True, lfp_channels=8, trials=60), 0, regions)
     _, data = session.lfp[0]
-    speed = session.task.covariates[3]
+    speed = session.task.covariates[COVARIATES.index("wheel")]
     step = np.minimum((np.arange(data.shape[0]) / LFP_FS / DT).astype(int), speed.size - 1)
     theta = sosfiltfilt(butter(3, (6, 10), btype="bandpass", fs=LFP_FS, output="sos"), data[:, :-1].astype(float), axis=0) ** 2
     moving, still = speed[step] > 0.3, speed[step] < 0.01

@@ -41,7 +41,8 @@ class SessionData:
     scaling:    per dynamic behaviour, the train-split statistics used to scale it
                 ({'wheel': {'min': .., 'max': ..}}), so predictions can be mapped back.
     truth:      optional ground truth from the simulator: 'rates' (K, T, N) float32, the expected
-                spike count of each neuron in each bin (the Poisson mean).
+                spike count of each neuron in each bin (the Poisson mean), and 'behaviour_rates'
+                (K, T, N), the expected count given only the behaviour a model sees.
     report:     counts from preparation (trials excluded per reason, neurons below threshold...).
     """
 

@@ -8,6 +8,8 @@ For each session the split's trials are run through a predictor under the evalua
     variables    one task per behaviour variable, ``decode_<name>``: only that variable hidden
     oracle       (sessions with ground truth) the simulator's true rates scored as a prediction:
                  the ceiling of encoding
+    oracle_behaviour  (sessions with it) the behaviour-only oracle: the expected counts given
+                 only the shown behaviour, the ceiling of encoding from behaviour
 
 A modality is scored in a task only where the task hides all of it. Each metric scores the
 modalities of its ``kind`` ("spikes": rates vs counts, "dynamic": per-bin values, "static":
@@ -296,7 +298,9 @@ def evaluate_session(
     """Predict and score one session's split.
 
     Where the session has ground truth, the true rates are scored too: as `oracle` on every
-    spike, and as `oracle_<task>` on exactly the elements each spike task predicted.
+    spike, and as `oracle_<task>` on exactly the elements each spike task predicted. Where it
+    also has the behaviour-only oracle (truth "behaviour_rates": the expected counts given only
+    the shown behaviour), that is scored as `oracle_behaviour` on every spike, like `oracle`.
     Region tasks also report each region's mean bits per spike (``bps_region_<name>``).
     """
     tasks = expand_tasks(tasks, modalities, neural)
@@ -321,6 +325,11 @@ def evaluate_session(
                 target = predicted[task]["spikes"][1]
                 result, _ = score(metrics, "spikes", truth, target, labels)
                 scored[f"oracle_{task}"] = {"spikes": result}
+        if "behaviour_rates" in info.truth:  # the ceiling of encoding from behaviour alone
+            shown = store.read_truth(eid, "behaviour_rates", trials).astype(np.float32)
+            result, why = score(metrics, "spikes", shown, counts, labels)
+            scored["oracle_behaviour"] = {"spikes": result}
+            skipped.extend(f"oracle_behaviour: {w}" for w in why)
     names, codes = region_codes(store, eid)
     for task, by_modality in scored.items():
         per_neuron = by_modality.get("spikes").arrays.get("bps_per_neuron") if "spikes" in by_modality else None
@@ -355,11 +364,19 @@ def summarise(rows: list[tuple[str, str, str, str, float]]) -> list[tuple[str, s
     return sorted(out, key=lambda r: (*_task_order(r[0]), r[0], r[1], r[2]))
 
 
+#: Oracles scored on every spike (the ceilings of encoding), in the order they follow `encoding`.
+WHOLE_ORACLES = ("oracle", "oracle_behaviour")
+
+
 def _task_order(task: str) -> tuple[int, int]:
-    """Each prediction task followed by its oracle; encoding tasks before decoding ones."""
-    order = {"encoding": 0, "oracle": 0, "co_smoothing": 1, "forward": 2, "inter_region": 3, "intra_region": 4, "decoding": 5}
-    base = "encoding" if task == "oracle" else task.removeprefix("oracle_")
-    return order.get(base, 6), int(task.startswith("oracle"))
+    """Each prediction task followed by its oracle; encoding tasks before decoding ones.
+
+    `encoding` is followed by `oracle` then `oracle_behaviour`; a spike task `<t>` by `oracle_<t>`.
+    """
+    order = {"encoding": 0, "co_smoothing": 1, "forward": 2, "inter_region": 3, "intra_region": 4, "decoding": 5}
+    if task in WHOLE_ORACLES:
+        return order["encoding"], 1 + WHOLE_ORACLES.index(task)
+    return order.get(task.removeprefix("oracle_"), 6), int(task.startswith("oracle_"))
 
 
 def format_summary(summary: list[tuple[str, str, str, float, float, int]], title: str = "") -> str:

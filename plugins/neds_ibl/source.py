@@ -14,7 +14,7 @@ fixed):
 - choice and block classes; optional LFP band power over every probe;
 - 70/10/20 trial splits drawn from a seed derived from the eid alone, and dynamic behaviours
   min-max scaled with train-split statistics only;
-- the simulator's ground-truth rates when the session has them.
+- the simulator's ground-truth rates when the session has them (true and behaviour-only).
 
 A modality a session lacks is marked absent, the others kept; behaviour samples that do not
 cover a trial exclude that trial (counted in the report) unless they miss ≥ 30 % of trials, in
@@ -356,18 +356,32 @@ class IblSource:
             )
         return np.concatenate(features, axis=2).astype(np.float32)
 
+    # Ground-truth datasets of the simulator (neds_truth collection) -> SessionData.truth names.
+    # `rates` is required for any truth; the others are loaded when the session has them.
+    TRUTH_DATASETS = {"rates": "truth.rates.npy", "behaviour_rates": "truth.behaviourRates.npy"}
+
     def _truth(self, eid: str, trial_rows: np.ndarray, uuids: np.ndarray) -> dict[str, np.ndarray]:
-        """The simulator's expected counts, for the kept trials and neurons; {} for real data."""
+        """The simulator's expected counts, for the kept trials and neurons; {} for real data.
+
+        'rates' are the true expected counts; 'behaviour_rates' (sessions generated since it
+        exists) the behaviour-only oracle: the expected counts given only the shown behaviour.
+        """
         from one.alf.exceptions import ALFObjectNotFound
 
         try:
-            rates = self.one.load_dataset(eid, "truth.rates.npy", collection="neds_truth")
             units = self.one.load_dataset(eid, "truth.uuids.npy", collection="neds_truth")
+            arrays = {"rates": self.one.load_dataset(eid, self.TRUTH_DATASETS["rates"], collection="neds_truth")}
         except ALFObjectNotFound:
             return {}
+        for name, dataset in self.TRUTH_DATASETS.items():
+            if name not in arrays:
+                try:
+                    arrays[name] = self.one.load_dataset(eid, dataset, collection="neds_truth")
+                except ALFObjectNotFound:
+                    pass  # generated before this truth existed
         column = {u: i for i, u in enumerate(np.asarray(units, dtype=str))}
         cols = np.array([column[u] for u in uuids])
-        return {"rates": np.asarray(rates[trial_rows][:, :, cols], dtype=np.float32)}
+        return {name: np.asarray(a[trial_rows][:, :, cols], dtype=np.float32) for name, a in arrays.items()}
 
     def _meta(self, eid: str, s: IblSettings) -> dict:
         details = self.one.get_details(eid)  # a Series offline, a dict online

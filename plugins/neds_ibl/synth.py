@@ -10,6 +10,10 @@ Ground truth sits beside the ALF data, in `<session>/neds_truth/` (never inside 
   truth.rates.npy       float32 (n_trials, 100, n_units): the exact expected spike count of each
                         unit in NEDS bin k = [stimOn − 0.5 + 0.02 k, stimOn − 0.5 + 0.02 (k + 1)) of
                         every row of the trials table; NaN rows where stimOn_times is NaN
+  truth.behaviourRates.npy  float32, same shape and NaN rows: the behaviour-only oracle, the
+                        expected count given only what a model is shown (wheel, whisking, choice,
+                        block), with the stimulus and the shared latents marginalised
+                        (synth_spikes.behaviour_truth documents how, and its approximations)
   truth.probes.npy      <U7, per unit column: 'probe00' or 'probe01'
   truth.clusterIds.npy  int64, per unit column: the cluster id within its probe
   truth.uuids.npy       <U36, per unit column: the cluster's uuid, as in clusters.uuids.csv
@@ -148,6 +152,7 @@ def _write_probe(folder: Path, probe: Probe) -> None:
 
 def _write_truth(folder: Path, probes: list[Probe]) -> None:
     _save(folder, "truth.rates.npy", np.concatenate([p.truth for p in probes], axis=2).astype(np.float32))
+    _save(folder, "truth.behaviourRates.npy", np.concatenate([p.behaviour_truth for p in probes], axis=2).astype(np.float32))
     _save(folder, "truth.probes.npy", np.concatenate([np.full(len(p.units), p.name) for p in probes]).astype("<U7"))
     _save(folder, "truth.clusterIds.npy", np.concatenate([np.arange(len(p.units), dtype=np.int64) for p in probes]))
     _save(folder, "truth.uuids.npy", np.concatenate([p.uuids for p in probes]).astype("<U36"))

@@ -5,17 +5,70 @@ grid (synth_task.DT):
 
     rate_u(t) = min(g_u · exp(w_u · x(t)), RATE_CAP),   g_u = baseline_u / mean_t exp(w_u · x(t))
 
-where x are the task covariates and w_u is drawn around the tuning FAMILY of the unit's (Beryl)
-region. Families are fixed per region — seeded by the region's name, never by the session — so
-all sessions share one structure and differ only in their neurons, which is what lets
-multi-session pretraining help a new session. `g_u` makes the baseline the unit's session-mean
-rate (before the rarely reached cap).
+where x are the task covariates (synth_task.COVARIATES: the contralateral stimulus as a fast
+transient and as a sustained response, signed choice and unsigned movement ramps around
+movement onset, the block prior, wheel speed, whisking, three shared latents) and w_u is drawn
+around the tuning FAMILY of the unit's (Beryl) region. `g_u` makes the baseline the unit's
+session-mean rate (before the rarely reached cap).
+
+Families (FAMILIES; mean weights in log-rate per covariate unit, and a median baseline) are
+fixed per region — seeded by the region's name, never by the session — so all sessions share one
+structure and differ only in their neurons and behaviour, which is what lets multi-session
+pretraining help a new session. They differ in what drives each region and so in its time
+course within the trial:
+
+    VISa    stimulus transient, plus choice (anterior visual cortex sits in posterior parietal
+            cortex, where decision signals are), fast latent
+    VISam   stimulus transient and sustained, strongly running-modulated (wheel), no choice
+    LGd     short-latency transient and a strong sustained response (visual thalamus), high rate
+    LP      sustained visual response, movement ramp, running and whisking (pulvinar)
+    PO      movement ramp before and during the turn, choice, whisking (no stimulus)
+    VPM     whisking (the whisker thalamus), high rate
+    CA1/CA3/DG  slow: the mid and slow latents, running (theta), a weak block prior; low rates
+            (DG lowest); flat within the trial
+    root    weak everything
+
+The block prior modulates log-rates by at most ~0.15 (hippocampus; 0.1 or less in cortex and
+thalamus, with mixed signs), less than the trial-to-trial variability that the slow latent
+(τ = 10 s) and Poisson noise give, so the block is only weakly decodable from one trial (mostly
+through the choice and the stimulus side it biases). Choice is carried by a subset of regions
+(VISa, PO, LP; barely CA1, VPM) with mixed preferences (SIGN_FLIP 0.5). Within a region,
+weights spread multiplicatively (lognormal, σ = WEIGHT_SPREAD) plus a little additive noise,
+and some signs flip (SIGN_FLIP), small enough that a neuron's region is predictable from its
+tuning (tests/test_synth_calibration.py checks it). The latents' loadings are part of the
+families, so the pattern of shared dynamics across regions is the same in every session (each
+session draws its own latent trajectory).
 
 Exactness: with a piecewise-constant rate the cumulative intensity Λ(t) is piecewise linear, so
  - the ground truth (expected count in any interval) is Λ(b) − Λ(a), read off exactly at any
    edge, aligned to the grid or not;
  - spikes are sampled exactly by time rescaling: a unit-rate Poisson process on [0, Λ(T)]
    mapped through Λ⁻¹ (linear interpolation).
+
+Behaviour-only oracle (`behaviour_truth`): the expected count of each unit in each bin given
+only what a model is shown — wheel, whisking, choice and block (OBSERVED_COVARIATES are
+functions of these) — with the stimulus and the latents marginalised:
+
+    E[rate_u(t) | behaviour] = g_u · exp(w_obs · x_obs(t)) · exp(½ Σ_k w_k²)
+                               · Σ_j P(j | choice, block) · exp(v_j · Σ_c w_c k_c(t − stimOn))
+
+ - latents: each is N(0, 1) at every step and independent of the task, so
+   E[exp(Σ_k w_k z_k)] = exp(½ Σ_k w_k²) exactly (independent latents);
+ - stimulus: a finite sum over the 10 (side, contrast) hypotheses j, v_j = √(right contrast),
+   with their exact posterior given choice and block (synth_task.stimulus_posterior; nothing
+   else shown depends on the stimulus). Trial stimulus supports never overlap, so each trial
+   uses its own posterior;
+ - RATE_CAP: where it could bind, the uncapped lognormal mean of each hypothesis is replaced by
+   the closed form E[min(B e^{sZ}, cap)] (`capped_lognormal_mean`, s² = Σ_k w_k²).
+Approximations, all small: (1) the latents are standardised over the session (so that their
+realisation does not move a neuron's session-mean rate, which a model could learn from the
+training trials but no behaviour can predict); a step's latent is then N(0, 1) only up to
+O(τ / session length), ~1 % for the slow one, and a neuron's mean over the trial windows still
+differs from the oracle's by the realisation there (a few %, rarely 10–15 %); (2) the cap is treated exactly only where it could
+change the mean by more than ~2e-4 of it; (3) the observed covariates are the simulator's
+noiseless behaviour on its 5 ms grid, including the tail of the previous trial's movement ramp,
+where a model sees filtered 20 ms bins of a noisy camera and wheel encoder inside the window
+only: the behaviour oracle is a (slightly optimistic) ceiling for models that see behaviour.
 """
 
 from __future__ import annotations
@@ -26,12 +79,12 @@ import zlib
 import attrs
 import numpy as np
 
-from neds_ibl.synth_task import COVARIATES, DT, Task
+from neds_ibl.synth_task import COVARIATES, DT, LATENT_COVARIATES, OBSERVED_COVARIATES, STIMULUS_COVARIATES, Task
 
 N_CHANNELS = 384
 SITE_PITCH_UM = 20.0  # vertical distance between rows of two sites
 SITE_X_UM = np.array([43.0, 11.0, 59.0, 27.0])  # NP1.0 checkerboard, repeating every two rows
-RATE_CAP = 250.0  # Hz: refractoriness bounds what exp(w · x) may ask for
+RATE_CAP = 400.0  # Hz: refractoriness bounds what exp(w · x) may ask for (rarely reached)
 _CHUNK_ELEMENTS = 8_000_000  # units × grid steps simulated at once (~64 MB per float64 array)
 
 
@@ -70,25 +123,29 @@ INSERTIONS = (
     ),
 )
 
-# Mean tuning of each Beryl region's family, in log-rate per covariate unit, on COVARIATES =
-# (stimulus, choice, block, wheel, whisker, latent): visual cortex and LGd stimulus-driven,
-# thalamus (LP, PO, VPM) movement/whisker, hippocampus latent/block.
+# Each Beryl region's family: mean weights (log-rate per covariate unit) on COVARIATES =
+#   (stimulus, stimulus_sustained, choice, movement, block, wheel, whisker, latent_fast, latent_mid, latent_slow)
+# and the median baseline rate (Hz). See the module docstring for what each region is.
 FAMILIES = {
-    "VISa": (1.0, 0.25, 0.1, 0.2, 0.1, 0.3),
-    "VISam": (0.9, 0.3, 0.1, 0.3, 0.2, 0.3),
-    "LGd": (1.2, 0.0, 0.0, 0.2, 0.1, 0.2),
-    "CA1": (0.1, 0.2, 0.45, 0.4, 0.1, 0.6),
-    "CA3": (0.0, 0.1, 0.4, 0.3, 0.1, 0.6),
-    "DG": (0.0, 0.1, 0.35, 0.5, 0.2, 0.5),
-    "LP": (0.5, 0.4, 0.1, 0.6, 0.6, 0.2),
-    "PO": (0.1, 0.5, 0.0, 0.7, 0.9, 0.2),
-    "VPM": (0.0, 0.3, 0.0, 0.6, 1.0, 0.2),
-    "root": (0.1, 0.1, 0.1, 0.2, 0.1, 0.2),
+    #         stim  sust  chc   move  blk   wheel whisk lfast lmid  lslow   Hz
+    "VISa":  ((0.90, 0.15, 0.18, 0.15, 0.12, 0.25, 0.05, 0.35, 0.10, 0.30), 7.0),
+    "VISam": ((1.10, 0.40, 0.00, 0.05, 0.06, 0.55, 0.10, 0.25, 0.20, 0.30), 6.0),
+    "LGd":   ((0.70, 0.90, 0.00, 0.00, 0.02, 0.25, 0.00, 0.10, 0.10, 0.20), 14.0),
+    "LP":    ((0.20, 0.55, 0.10, 0.45, 0.10, 0.50, 0.40, 0.15, 0.25, 0.30), 11.0),
+    "PO":    ((0.00, 0.00, 0.22, 1.00, 0.06, 0.40, 0.70, 0.20, 0.15, 0.25), 12.0),
+    "VPM":   ((0.00, 0.00, 0.03, 0.20, 0.02, 0.20, 1.30, 0.30, 0.05, 0.20), 16.0),
+    "CA1":   ((0.00, 0.00, 0.05, 0.00, 0.18, 0.35, 0.00, 0.05, 0.45, 0.45), 4.0),
+    "CA3":   ((0.00, 0.00, 0.03, 0.00, 0.18, 0.25, 0.00, 0.05, 0.60, 0.35), 5.0),
+    "DG":    ((0.00, 0.00, 0.00, 0.00, 0.18, 0.25, 0.10, 0.00, 0.25, 0.60), 3.0),
+    "root":  ((0.10, 0.05, 0.03, 0.10, 0.03, 0.15, 0.10, 0.20, 0.10, 0.20), 5.0),
 }
-# Chance that a unit's weight has the opposite sign to its family's: mixed preferences for side,
-# choice, block and the latent; a (magnitude) speed or whisking drive keeps its sign.
-SIGN_FLIP = (0.15, 0.35, 0.35, 0.0, 0.0, 0.4)
-assert all(len(w) == len(COVARIATES) for w in FAMILIES.values()) and len(SIGN_FLIP) == len(COVARIATES)
+# Chance that a unit's weight has the opposite sign to its family's: mixed preferences for choice,
+# block and the latents; a few suppressed-by-stimulus or -movement units.
+SIGN_FLIP = (0.1, 0.1, 0.5, 0.1, 0.5, 0.1, 0.05, 0.2, 0.2, 0.2)
+WEIGHT_SPREAD = 0.3  # within a region: w = sign · family · exp(N(0, WEIGHT_SPREAD)) + N(0, WEIGHT_NOISE)
+WEIGHT_NOISE = 0.03
+BASELINE_SPREAD = 0.7  # lognormal σ of a unit's baseline around its region's median
+assert all(len(w) == len(COVARIATES) for w, _ in FAMILIES.values()) and len(SIGN_FLIP) == len(COVARIATES)
 
 
 @attrs.frozen
@@ -118,6 +175,7 @@ class Probe:
     spikes: dict  # ALF spikes.* arrays
     uuids: np.ndarray  # str, one per cluster
     truth: np.ndarray  # (trials, bins, units) float32 expected counts; NaN rows where edges are NaN
+    behaviour_truth: np.ndarray  # the same given the shown behaviour only (behaviour_truth)
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -147,9 +205,9 @@ def probe_channels(index: int, regions) -> tuple[dict, np.ndarray]:
 
 
 def family_mean(beryl: str) -> np.ndarray:
-    """A region's mean weights: the table entry plus a small twist seeded by the region's name only."""
+    """A region's mean weights: the table entry with a small (±10 %) twist seeded by the region's name only."""
     twist = np.random.default_rng(zlib.crc32(beryl.encode())).normal(0.0, 0.1, len(COVARIATES))
-    return np.asarray(FAMILIES[beryl]) + twist
+    return np.asarray(FAMILIES[beryl][0]) * np.exp(twist)
 
 
 def draw_units(rng: np.random.Generator, n: int, channels: dict, acronyms: np.ndarray, regions) -> Units:
@@ -159,9 +217,10 @@ def draw_units(rng: np.random.Generator, n: int, channels: dict, acronyms: np.nd
     names, region_of_unit = np.unique(beryl, return_inverse=True)
     means = np.stack([family_mean(b) for b in names])[region_of_unit]
     signs = np.where(rng.random(means.shape) < np.asarray(SIGN_FLIP), -1.0, 1.0)
-    weights = signs * means + rng.normal(0.0, 0.2, means.shape)
-    # Lognormal baselines, median 8 Hz: ~30 % of units below 5 Hz, a few above 40 Hz.
-    baseline = np.clip(np.exp(rng.normal(np.log(8.0), 0.9, n)), 0.3, 80.0)
+    weights = signs * means * np.exp(rng.normal(0.0, WEIGHT_SPREAD, means.shape)) + rng.normal(0.0, WEIGHT_NOISE, means.shape)
+    # Lognormal baselines around the region's median (2–16 Hz): ~30 % of units below 5 Hz, a few above 40 Hz.
+    median = np.array([FAMILIES[b][1] for b in names])[region_of_unit]
+    baseline = np.clip(median * np.exp(rng.normal(0.0, BASELINE_SPREAD, n)), 0.3, 80.0)
     depth = channels["localCoordinates"][channel, 1] + rng.uniform(-10.0, 10.0, n)
     amp = np.exp(rng.normal(np.log(90e-6), 0.45, n))
     return Units(channel=channel, depth=depth, beryl=beryl, baseline=baseline, weights=weights.astype(np.float32), amp=amp)
@@ -170,12 +229,93 @@ def draw_units(rng: np.random.Generator, n: int, channels: dict, acronyms: np.nd
 # ------------------------------------------------------------------------------------------------ rate
 
 
-def unit_rates(units: Units, covariates: np.ndarray) -> np.ndarray:
-    """(n_units, n_steps) float32 firing rates (Hz) on the grid: THE rate spikes are sampled from."""
+def _rates_and_gains(units: Units, covariates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit_rates, g_u): the rates and each unit's gain g_u = baseline / mean_t exp(w · x(t))."""
     rate = units.weights @ covariates
     np.exp(rate, out=rate)  # in place, float32: these full-session arrays are the bulk of the cost
-    rate *= (units.baseline / rate.mean(axis=1, dtype=np.float64)).astype(np.float32)[:, None]
-    return np.minimum(rate, RATE_CAP, out=rate)
+    gain = units.baseline / rate.mean(axis=1, dtype=np.float64)
+    rate *= gain.astype(np.float32)[:, None]
+    return np.minimum(rate, RATE_CAP, out=rate), gain
+
+
+def unit_rates(units: Units, covariates: np.ndarray) -> np.ndarray:
+    """(n_units, n_steps) float32 firing rates (Hz) on the grid: THE rate spikes are sampled from."""
+    return _rates_and_gains(units, covariates)[0]
+
+
+_OBSERVED = [COVARIATES.index(c) for c in OBSERVED_COVARIATES]
+_STIMULUS = [COVARIATES.index(c) for c in STIMULUS_COVARIATES]
+_LATENT = [COVARIATES.index(c) for c in LATENT_COVARIATES]
+assert sorted(_OBSERVED + _STIMULUS + _LATENT) == list(range(len(COVARIATES)))
+
+
+def capped_lognormal_mean(b: np.ndarray, s: np.ndarray, cap: float) -> np.ndarray:
+    """E[min(b · exp(s Z), cap)] for Z ~ N(0, 1), elementwise (b > 0, s ≥ 0): the cap on a lognormal rate."""
+    from scipy.special import ndtr
+
+    s = np.maximum(s, 1e-9)
+    log_ratio = np.log(cap / b)
+    return b * np.exp(0.5 * s * s) * ndtr((log_ratio - s * s) / s) + cap * ndtr(-log_ratio / s)
+
+
+def behaviour_truth(units: Units, gains: np.ndarray, task: Task, edges: np.ndarray, trials: np.ndarray) -> np.ndarray:
+    """(len(trials), bins, n_units) float32: E[count | shown behaviour] in each bin (module docstring).
+
+    `edges` (len(trials), bins + 1) are the finite bin edges of the trial rows `trials`; `gains`
+    the units' g_u. Works on each trial's window of the grid only: the observed rate times
+    exp(½ Σ w_latent²), times the stimulus mixture on the trial's stimulus support, integrated
+    exactly over the bins (the rate is piecewise constant on the grid, as the true one). Where
+    RATE_CAP could bind, each hypothesis's capped lognormal mean replaces the uncapped one.
+    """
+    n_steps, n_trials = task.n_steps, len(trials)
+    first = np.floor(edges[:, 0] / DT).astype(np.int64)
+    width = int(np.floor((edges[:, -1] - edges[:, 0]).max() / DT)) + 2  # every step a bin touches
+    steps = np.minimum(first[:, None] + np.arange(width)[None, :], n_steps - 1)  # (K, W)
+    observed = task.covariates[_OBSERVED][:, steps].reshape(len(_OBSERVED), -1)  # (n_obs, K·W)
+    hidden = task.stimulus
+    support = hidden.kernels.shape[1]
+    posterior = hidden.posterior[trials].astype(np.float32)  # (K, J)
+    values, which = np.unique(hidden.values, return_inverse=True)  # the distinct √ contrasts: 0 for every left stimulus
+    by_value = np.stack([hidden.posterior[trials][:, which == v].sum(axis=1) for v in range(values.size)], axis=1)
+    offset = hidden.step[trials] - first  # where each trial's stimulus support starts in its window
+    local = np.clip(np.floor(edges / DT).astype(np.int64) - first[:, None], 0, width - 1)  # (K, bins + 1)
+    into_step = (edges - (first[:, None] + local) * DT).astype(np.float32)  # time from the step's start
+    row = np.arange(n_trials)[:, None]
+    out = np.empty((n_trials, edges.shape[1] - 1, len(units)), dtype=np.float32)
+    chunk = max(1, _CHUNK_ELEMENTS // 4 // (n_trials * width))  # small chunks: the window arrays stay in cache
+    for lo in range(0, len(units), chunk):
+        idx = slice(lo, min(lo + chunk, len(units)))
+        w = units.weights[idx]
+        spread = np.sqrt(np.sum(w[:, _LATENT].astype(np.float64) ** 2, axis=1))  # SD of the latent drive w · z
+        log_base = (w[:, _OBSERVED] @ observed).reshape(-1, n_trials, width)
+        log_base += np.log(gains[idx]).astype(np.float32)[:, None, None]  # log g + w_obs · x_obs
+        rate = np.exp(log_base + (0.5 * spread**2).astype(np.float32)[:, None, None])  # (n, K, W)
+        profile = w[:, _STIMULUS] @ hidden.kernels  # (n, L): Σ_c w_c k_c(l)
+        mixture = np.exp(hidden.values.astype(np.float32)[None, :, None] * profile[:, None, :])  # (n, J, L)
+        by_trial = np.matmul(posterior[None], mixture)  # (n, K, L): E[exp(stimulus drive)] per trial and lag
+        for o in np.unique(offset):  # supports start at the same step of (nearly) every window
+            on = slice(None) if (offset == o).all() else offset == o
+            a, b = max(o, 0), min(o + support, width)
+            if a < b:
+                rate[:, on, a:b] *= by_trial[:, on, a - o : b - o]
+        # Where the cap could change the mean by more than ~2e-4 of it (the uncapped lognormal's mass
+        # above the cap: Φ(−3.5) at most elsewhere), redo it exactly, stimulus value by value.
+        reach = np.maximum(profile.max(axis=1), 0.0) + spread**2 + 3.5 * spread
+        near = np.nonzero(log_base + reach.astype(np.float32)[:, None, None] > np.log(RATE_CAP))
+        if near[0].size:
+            u, k, m = near
+            lag = m - offset[k]
+            inside = (lag >= 0) & (lag < support)
+            drive = np.where(inside, profile[u, np.clip(lag, 0, support - 1)], 0.0)  # Σ_c w_c k_c at this step
+            b = np.exp(log_base[near].astype(np.float64)[:, None] + values[None, :] * drive[:, None])  # (M, V)
+            expected = capped_lognormal_mean(b, spread[u][:, None], RATE_CAP)
+            rate[near] = np.sum(by_value[k] * expected, axis=1)
+        # Λ within each window; float32 is plenty: a window's Λ is at most RATE_CAP · 2 s.
+        cum = np.zeros(rate.shape[:2] + (width + 1,), dtype=np.float32)
+        np.cumsum(rate, axis=2, out=cum[:, :, 1:])
+        at = DT * cum[:, row, local] + rate[:, row, local] * into_step[None]
+        out[:, :, idx] = np.diff(at, axis=2).transpose(1, 2, 0)
+    return out
 
 
 def _cumulative(rate: np.ndarray) -> np.ndarray:
@@ -237,11 +377,12 @@ def simulate_probe(rng: np.random.Generator, task: Task, index: int, n_units: in
     valid = np.isfinite(edges).all(axis=1)
     flat_edges = edges[valid].ravel()
     truth = np.full((edges.shape[0], edges.shape[1] - 1, n_units), np.nan, dtype=np.float32)
+    gains = np.empty(n_units)
     times, clusters = [], []
     chunk = max(1, _CHUNK_ELEMENTS // task.n_steps)
     for lo in range(0, n_units, chunk):  # bounded memory: a few units over the whole session at a time
         idx = np.arange(lo, min(lo + chunk, n_units))
-        rate = unit_rates(units.subset(idx), task.covariates)
+        rate, gains[idx] = _rates_and_gains(units.subset(idx), task.covariates)
         cum = _cumulative(rate)
         at_edges = _integral_at(cum, rate, flat_edges).reshape(idx.size, valid.sum(), edges.shape[1])
         truth[np.ix_(valid, np.arange(edges.shape[1] - 1), idx)] = np.diff(at_edges, axis=2).transpose(1, 2, 0)
@@ -249,6 +390,9 @@ def simulate_probe(rng: np.random.Generator, task: Task, index: int, n_units: in
             t = _spike_times(rng, cum[row])
             times.append(t)
             clusters.append(np.full(t.size, unit, dtype=np.int32))
+    shown = np.full_like(truth, np.nan)
+    if valid.any():
+        shown[valid] = behaviour_truth(units, gains, task, edges[valid], np.flatnonzero(valid))
     spike_times = np.concatenate(times)
     order = np.argsort(spike_times)  # exact ties between units have probability 0
     spike_clusters = np.concatenate(clusters)[order]
@@ -271,4 +415,5 @@ def simulate_probe(rng: np.random.Generator, task: Task, index: int, n_units: in
         },
         uuids=np.array([str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n_units)]),
         truth=truth,
+        behaviour_truth=shown,
     )

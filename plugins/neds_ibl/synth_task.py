@@ -9,6 +9,29 @@ radians with CCW positive, so a +1 choice drives the position down and a −1 ch
 
 All sampling is vectorised over trials and events. The neural covariates live on a fine grid of
 step `DT`; each is piecewise constant on it, which is what makes the ground truth exact.
+
+The covariates (COVARIATES; fixed units, so a region's weights mean the same in every session):
+
+    stimulus            √(right contrast) × a fast visual transient (50 ms latency, ~80 ms decay).
+                        The probes sit in the LEFT hemisphere: neurons see the contralateral
+                        (right) stimulus only; a left stimulus evokes nothing.
+    stimulus_sustained  √(right contrast) × a sustained response (40 ms latency, 0.8 s decay,
+                        tapered to 0 at 1.5 s)
+    choice              ±1 (sign of `choice`) ramp from 0.3 s before movement onset to a peak
+                        just after it, then a 250 ms decay: direction-selective premotor activity
+    movement            the same event unsigned, earlier and briefer (0.5 s ramp, 150 ms decay):
+                        non-selective movement preparation
+    block               (probabilityLeft − 0.5) / 0.3 ∈ {−1, 0, 1} over each whole trial
+    wheel, whisker      wheel speed / SPEED_SCALE; the whisking signal (follows running + bouts)
+    latent_fast/_mid/_slow  independent AR(1) processes, τ = LATENT_TAUS (0.2, 2, 10 s),
+                        standardised over the session (mean 0, SD 1), independent of everything
+                        else: shared population dynamics (the slow one is trial-to-trial gain:
+                        arousal, engagement)
+
+Which of these a model sees (OBSERVED: choice, movement, block, wheel, whisker are functions of
+the behaviour it is given), and which it does not (the stimulus, whose side and contrast are
+never shown, and the latents), is what the behaviour-only oracle (synth_spikes) builds on; the
+stimulus part is described by `HiddenStimulus`.
 """
 
 from __future__ import annotations
@@ -19,11 +42,20 @@ from scipy.signal import lfilter, oaconvolve
 from scipy.special import ndtr
 
 DT = 0.005  # fine grid step (s): covariates and firing rates are piecewise constant on it
-COVARIATES = ("stimulus", "choice", "block", "wheel", "whisker", "latent")
+COVARIATES = (
+    "stimulus", "stimulus_sustained", "choice", "movement", "block", "wheel", "whisker",
+    "latent_fast", "latent_mid", "latent_slow",
+)
+STIMULUS_COVARIATES = ("stimulus", "stimulus_sustained")  # hidden: side and contrast are never shown
+OBSERVED_COVARIATES = ("choice", "movement", "block", "wheel", "whisker")  # functions of the shown behaviour
+LATENT_COVARIATES = ("latent_fast", "latent_mid", "latent_slow")  # hidden: shared population dynamics
+LATENT_TAUS = (0.2, 2.0, 10.0)  # s
+STIMULUS_SUPPORT = 1.5  # s: stimulus kernels are 0 after this; < the 2.05 s minimum between two stimOns
 
 CONTRASTS = np.array([1.0, 0.25, 0.125, 0.0625, 0.0])
 CONTRAST_P = np.array([2.0, 2.0, 2.0, 2.0, 1.0]) / 9.0  # zero contrast half as often, as in IBL's biased task
 UNBIASED_TRIALS = 90
+LAPSE, NOGO_P, PSYCHOMETRIC_WIDTH, PRIOR_SHIFT = 0.05, 0.015, 0.12, 0.12
 BLOCK_MIN, BLOCK_MAX, BLOCK_SCALE = 20, 100, 60.0  # IBL: exponential(60) truncated to [20, 100]: mean ~51
 
 WHEEL_TICK = 2 * np.pi / 4096  # 1024-line rotary encoder read in X4 mode: IBL's position resolution
@@ -43,10 +75,30 @@ class Task:
     cameras: dict  # {'left': (times, ROIMotionEnergy), 'right': ..., 'body': ...}
     covariates: np.ndarray  # (len(COVARIATES), n_steps) float32, in fixed units (see _covariates)
     duration: float  # session length (s); the grid is k * DT for k < n_steps
+    stimulus: HiddenStimulus  # what a model cannot see of the stimulus covariates, for the behaviour oracle
 
     @property
     def n_steps(self) -> int:
         return self.covariates.shape[1]
+
+
+@attrs.frozen
+class HiddenStimulus:
+    """The stimulus covariates as the behaviour-only oracle marginalises them.
+
+    Trial i's stimulus covariates are `value · kernels[c, l]` at grid step `step[i] + l`
+    (0 ≤ l < kernels.shape[1]); supports of different trials never overlap. `value` is √(right
+    contrast), one of `values` (one per (side, contrast) hypothesis), and `posterior[i, j]` is
+    P(hypothesis j | trial i's choice and block prior) by Bayes from the simulator's own prior
+    (side ~ probabilityLeft, contrast ~ CONTRAST_P) and psychometric curve: exactly what a model
+    that sees choice and block, but not the stimulus, can know about it (nothing else a model
+    sees depends on the stimulus).
+    """
+
+    step: np.ndarray  # (n_trials,) int64: grid step of each trial's (true) stimulus onset
+    kernels: np.ndarray  # (len(STIMULUS_COVARIATES), L) float32, peak 1
+    values: np.ndarray  # (n_hypotheses,) √(right contrast) of each (side, contrast) hypothesis
+    posterior: np.ndarray  # (n_trials, n_hypotheses) float64, rows sum to 1
 
 
 @attrs.frozen
@@ -74,15 +126,39 @@ def _block_priors(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate([np.full(min(n, UNBIASED_TRIALS), 0.5), biased])
 
 
+def p_report_left(signed_left: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """The psychometric curve: P(choice +1, 'left' | go) from the left-positive contrast and the block prior."""
+    bias = PRIOR_SHIFT * (prior - 0.5) / 0.3  # a 0.8 block shifts the curve by 12 % contrast towards 'left'
+    return LAPSE + (1 - 2 * LAPSE) * ndtr((signed_left + bias) / PSYCHOMETRIC_WIDTH)
+
+
 def _choices(rng: np.random.Generator, left: np.ndarray, contrast: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Psychometric choice: P(report left) from the left-positive contrast and the block prior."""
-    signed_left = np.where(left, contrast, -contrast)
-    bias = 0.12 * (prior - 0.5) / 0.3  # a 0.8 block shifts the curve by 12 % contrast towards 'left'
-    lapse = 0.05
-    p_left = lapse + (1 - 2 * lapse) * ndtr((signed_left + bias) / 0.12)
+    """Psychometric choice (p_report_left), then a rare no-go independent of everything."""
+    p_left = p_report_left(np.where(left, contrast, -contrast), prior)
     choice = np.where(rng.random(left.size) < p_left, 1.0, -1.0)  # +1 (CW) reports left
-    choice[rng.random(left.size) < 0.015] = 0.0  # rare no-go: the 60 s response window runs out
+    choice[rng.random(left.size) < NOGO_P] = 0.0  # rare no-go: the 60 s response window runs out
     return choice
+
+
+def stimulus_posterior(choice: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(√ right contrast per hypothesis, (n_trials, n_hypotheses) posterior given choice and prior).
+
+    Hypotheses are (side, contrast) pairs: left × CONTRASTS, then right × CONTRASTS. By Bayes
+    from the generative model in _trials: P(left) = probabilityLeft, P(contrast) = CONTRAST_P,
+    P(choice | side, contrast, prior) from p_report_left (a no-go, independent of the stimulus,
+    leaves the prior). Reaction times, wheel turns and whisking do not depend on the stimulus,
+    so this is the stimulus's exact conditional given all the behaviour a model sees.
+    """
+    left = np.repeat([True, False], CONTRASTS.size)
+    contrast = np.tile(CONTRASTS, 2)
+    values = np.where(left, 0.0, np.sqrt(contrast))
+    prior = np.asarray(prior, dtype=np.float64)[:, None]
+    p_side = np.where(left[None, :], prior, 1.0 - prior)
+    p_left = p_report_left(np.where(left, contrast, -contrast)[None, :], prior)
+    choice = np.asarray(choice)[:, None]
+    likelihood = np.where(choice > 0, p_left, np.where(choice < 0, 1.0 - p_left, 1.0))
+    joint = p_side * np.tile(CONTRAST_P, 2)[None, :] * likelihood
+    return values, joint / joint.sum(axis=1, keepdims=True)
 
 
 def _reaction_times(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -216,24 +292,44 @@ def _events(times: np.ndarray, weights: np.ndarray, kernel: np.ndarray, n_steps:
     return oaconvolve(impulses, kernel)[:n_steps]
 
 
-def _stimulus_kernel() -> np.ndarray:
-    """A visual transient: 40 ms latency, fast rise, ~150 ms decay; peak 1."""
-    t = np.maximum(np.arange(0.0, 1.2, DT) + DT / 2 - 0.04, 0.0)
-    k = (1.0 - np.exp(-t / 0.02)) * np.exp(-t / 0.15)
-    return k / k.max()
+def _taper(k: np.ndarray, t: np.ndarray, end: float, width: float = 0.3) -> np.ndarray:
+    """`k` brought smoothly to 0 over the last `width` s before `end` (raised cosine)."""
+    ramp = np.clip((end - t) / width, 0.0, 1.0)
+    return k * (0.5 - 0.5 * np.cos(np.pi * ramp))
 
 
-def _choice_kernel(lead: float) -> np.ndarray:
-    """A ramp over `lead` s up to peak 1 just after movement onset, then a 250 ms decay."""
-    t = np.arange(0.0, lead + 1.5, DT) + DT / 2
-    rise = lead + 0.1
-    return np.where(t < rise, (t / rise) ** 2, np.exp(-(t - rise) / 0.25))
+def stimulus_kernels() -> np.ndarray:
+    """(2, L) the fast transient and the sustained response on the grid, each with peak 1, 0 beyond STIMULUS_SUPPORT."""
+    t = np.arange(0.0, STIMULUS_SUPPORT, DT) + DT / 2
+    fast = np.maximum(t - 0.05, 0.0)
+    fast = (1.0 - np.exp(-fast / 0.01)) * np.exp(-fast / 0.08)
+    slow = np.maximum(t - 0.04, 0.0)
+    slow = _taper((1.0 - np.exp(-slow / 0.03)) * np.exp(-slow / 0.8), t, STIMULUS_SUPPORT)
+    return np.stack([fast / fast.max(), slow / slow.max()]).astype(np.float32)
+
+
+def _ramp_kernel(rise: float, decay: float) -> np.ndarray:
+    """A quadratic ramp from 0 to peak 1 over `rise` s, then an exponential decay with time constant `decay`."""
+    t = np.arange(0.0, rise + 6 * decay, DT) + DT / 2
+    return np.where(t < rise, (t / rise) ** 2, np.exp(-(t - rise) / decay))
 
 
 def _smooth_noise(rng: np.random.Generator, n_steps: int, tau: float) -> np.ndarray:
-    """Stationary-variance AR(1) noise with time constant `tau` s and unit standard deviation."""
+    """Stationary AR(1) noise with time constant `tau` s and unit standard deviation from the first step on."""
     a = np.exp(-DT / tau)
-    return lfilter([np.sqrt(1.0 - a * a)], [1.0, -a], rng.normal(size=n_steps))
+    start = rng.normal()  # the stationary distribution: no warm-up with a lower variance
+    return lfilter([np.sqrt(1.0 - a * a)], [1.0, -a], rng.normal(size=n_steps), zi=[a * start])[0]
+
+
+def _latent(rng: np.random.Generator, n_steps: int, tau: float) -> np.ndarray:
+    """A shared latent: AR(1) noise (`_smooth_noise`) standardised over the session (mean 0, SD 1 exactly).
+
+    Standardising keeps a session's realised latent from shifting its neurons' mean rates, which a
+    model could learn from the training trials but the behaviour oracle cannot know; each step is
+    still N(0, 1) up to O(tau / session length).
+    """
+    x = _smooth_noise(rng, n_steps, tau)
+    return (x - x.mean()) / x.std()
 
 
 def _whisking(rng: np.random.Generator, speed: np.ndarray) -> np.ndarray:
@@ -244,23 +340,23 @@ def _whisking(rng: np.random.Generator, speed: np.ndarray) -> np.ndarray:
     return 0.8 * movement / SPEED_SCALE + 0.4 * spontaneous
 
 
-def _covariates(rng: np.random.Generator, trials: dict, moves: _Moves, speed: np.ndarray, whisking: np.ndarray) -> np.ndarray:
-    """The neural covariates, each in a fixed unit so region weights mean the same in every session.
-
-    stimulus: signed (right +) √contrast transient after stimulus onset, |peak| ≤ 1;
-    choice:   ±1 ramp around movement onset (sign of `choice`);
-    block:    (probabilityLeft − 0.5) / 0.3 ∈ {−1, 0, 1} over each whole trial;
-    wheel:    speed / SPEED_SCALE;  whisker: the whisking signal;  latent: unit-variance AR(1), τ = 2 s.
-    """
+def _covariates(rng: np.random.Generator, trials: dict, moves: _Moves, speed: np.ndarray, whisking: np.ndarray) -> tuple[np.ndarray, HiddenStimulus]:
+    """The neural covariates (module docstring), in COVARIATES order, and their hidden stimulus part."""
     n_steps = speed.size
-    signed = np.nan_to_num(trials["contrastRight"]) - np.nan_to_num(trials["contrastLeft"])
-    stimulus = _events(moves.true_stim_on, np.sign(signed) * np.sqrt(np.abs(signed)), _stimulus_kernel(), n_steps)
-    lead = 0.3
-    choice = _events(moves.onset - lead, trials["choice"], _choice_kernel(lead), n_steps)
+    contra = np.sqrt(np.nan_to_num(trials["contrastRight"]))  # left-hemisphere neurons: the right stimulus
+    kernels = stimulus_kernels()
+    stimulus = [_events(moves.true_stim_on, contra, k, n_steps) for k in kernels]
+    # Premotor ramps, timed by movement onset: direction-selective (signed) and not (unsigned).
+    choice_lead, move_lead = 0.3, 0.5
+    choice = _events(moves.onset - choice_lead, trials["choice"], _ramp_kernel(choice_lead + 0.1, 0.25), n_steps)
+    movement = _events(moves.onset - move_lead, np.ones_like(moves.onset), _ramp_kernel(move_lead + 0.05, 0.15), n_steps)
     trial_of_step = np.searchsorted(trials["intervals_0"], np.arange(n_steps) * DT, side="right") - 1
     block = np.where(trial_of_step >= 0, (trials["probabilityLeft"][np.maximum(trial_of_step, 0)] - 0.5) / 0.3, 0.0)
-    latent = _smooth_noise(rng, n_steps, 2.0)
-    return np.stack([stimulus, choice, block, speed / SPEED_SCALE, whisking, latent]).astype(np.float32)
+    latents = [_latent(rng, n_steps, tau) for tau in LATENT_TAUS]
+    values, posterior = stimulus_posterior(trials["choice"], trials["probabilityLeft"])
+    hidden = HiddenStimulus(step=np.floor(moves.true_stim_on / DT).astype(np.int64), kernels=kernels, values=values, posterior=posterior)
+    covariates = np.stack([*stimulus, choice, movement, block, speed / SPEED_SCALE, whisking, *latents]).astype(np.float32)
+    return covariates, hidden
 
 
 # --------------------------------------------------------------------------------------------- cameras
@@ -283,7 +379,7 @@ def simulate_task(rng: np.random.Generator, n_trials: int) -> Task:
     velocity, wheel = _wheel(rng, trials, moves, duration, n_steps)
     speed = np.abs(velocity)
     whisking = _whisking(rng, speed)
-    covariates = _covariates(rng, trials, moves, speed, whisking)
+    covariates, hidden = _covariates(rng, trials, moves, speed, whisking)
     # Left and right cameras see the same whisker pad with different ROI sizes, gains and noise, so a
     # reader can tell which was loaded; the body camera sees running.
     cameras = {
@@ -291,4 +387,4 @@ def simulate_task(rng: np.random.Generator, n_trials: int) -> Task:
         "right": _camera(rng, "right", whisking, duration, 900.0, 3500.0, 450.0),
         "body": _camera(rng, "body", speed / SPEED_SCALE, duration, 4000.0, 9000.0, 600.0),
     }
-    return Task(trials=trials, wheel=wheel, cameras=cameras, covariates=covariates, duration=duration)
+    return Task(trials=trials, wheel=wheel, cameras=cameras, covariates=covariates, duration=duration, stimulus=hidden)
