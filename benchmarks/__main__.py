@@ -42,17 +42,27 @@ SPEED = ("bench_binning", "bench_prepare", "bench_train_step", "bench_model_size
          "bench_pretrain")
 
 
-def quality_markdown(params: dict, values: dict, header: list[str], rows: list[list[str]], problems: list[str]) -> str:
+def quality_markdown(params: dict, values: dict, header: list[str], rows: list[list[str]], problems: list[str],
+                     checks: list | None = None) -> str:
     probe = values.get("region probe", {}).get("runs", [])
-    return "\n".join([
+    reference = values.get("reference", {}).get("path")
+    commits = sorted({c.get("commit") for c in values.get("curves", {}).get("reference", []) if c.get("commit")})
+    pairs = values.get("pairs", {}).get("neds multi vs neds single", {})
+    lines = [
         "# Quality on generated sessions",
         "",
         f"{params['sessions']} generated sessions ({params['trials']} trials, {params['units']} units before the 5 Hz "
         f"filter), seeds {params['seeds']}. NEDS: {params['layers']} layer(s), hidden {params['hidden']}, "
-        f"{params['epochs']} epochs per session; neds (multi) is pretrained for {params.get('pretrain_epochs', params['epochs'])} "
-        f"epochs on {params.get('pool', 'the other')} other generated sessions (another lab), then finetuned for "
-        f"{params['epochs']} epochs on each session. Mean ± s.e.m. over sessions × seeds; test split; encoding = all "
-        "spikes hidden, decoding = all behaviour hidden.",
+        f"lr {params.get('lr', '-')}, {params['epochs']} epochs per session (neds single); neds multi is pretrained for "
+        f"{params.get('pretrain_epochs', params['epochs'])} epochs on {params.get('pool', 'the other')} other generated "
+        f"sessions (another lab), then finetuned for {params.get('finetune_epochs', params['epochs'])} epochs on each "
+        "session. Mean ± s.e.m. over sessions × seeds; test split; encoding = all spikes hidden, decoding = all "
+        "behaviour hidden.",
+        "",
+        ("The reference: its own model, masking and training step (benchmarks/reference.py) from the checkout "
+         f"`{reference}`" + (f" (commit {', '.join(commits)})" if commits else "") + f", on the first "
+         f"{params.get('reference_sessions')} sessions × seeds {params.get('reference_seeds')}, the same steps as neds single."
+         if reference else "The reference: not run (no checkout given: `python -m benchmarks --reference PATH`)."),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -60,6 +70,15 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
         "",
         "Sanity: " + ("ok" if not problems else "; ".join(problems)),
         "",
+    ]
+    if pairs:
+        lines += ["Matched pairs, neds multi against neds single on the same (session, seed) (ties count for multi):", "",
+                  "| metric | multi wins | pairs |", "|---|---:|---:|",
+                  *(f"| {c} | {v['wins']} | {v['pairs']} |" for c, v in pairs.items()), ""]
+    if checks:
+        lines += ["Targets (issue #13):", "", "| target | met | numbers |", "|---|---|---|",
+                  *(f"| {what} | {'-' if ok is None else ('yes' if ok else 'no')} | {detail} |" for what, ok, detail in checks), ""]
+    lines += [
         "Region probe (each neuron's brain region predicted from its learned spikes-readout weights in the "
         "pretrained multi-session model, stratified cross-validation over the neurons of the pool's sessions):",
         "",
@@ -68,7 +87,8 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
         *(f"| {seed} | {r['neurons']} | {r['regions']} | {r['accuracy']:.3f} | {r['chance']:.3f} |"
           for seed, r in zip(params["seeds"], probe)),
         "",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]]:
@@ -77,7 +97,7 @@ def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]
 
     header, rows, numbers = quality.table(values)
     problems = quality.sanity(numbers)
-    md = quality_markdown(params, values, header, rows, problems)
+    md = quality_markdown(params, values, header, rows, problems, quality.targets(numbers, values))
     atomic_write_text(out / "quality.md", md)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -86,6 +106,8 @@ def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]
         writer.writerow([arm, column, mean, sem, n])
     atomic_write_text(out / "quality.csv", buffer.getvalue())
     plots.quality(header, numbers, out / "quality.png")
+    if values.get("curves", {}).get("neds single"):
+        plots.learning_curves(values["curves"], out / "learning_curves.png")
     return md, problems
 
 
@@ -154,6 +176,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--skip-speed", action="store_true", help="no speed runs; the summary reuses their last results")
     parser.add_argument("--skip-quality", action="store_true", help="no quality runs; the summary reuses <out>/quality.json")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="a checkout of the reference NEDS (github yzhang511/NEDS): adds its row and learning curves")
     args = parser.parse_args(argv)
     out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
     out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +193,12 @@ def main(argv=None) -> int:
     else:
         params, quality_machine = (quality.QUICK if args.quick else quality.FULL), machine()
         with tempfile.TemporaryDirectory(prefix="neds-suite-") as tmp:
-            values = quality.run_quality(Path(tmp), args.quick)
+            if args.reference is None:
+                print("reference: no checkout given (--reference PATH); running this project's rows only", file=sys.stderr)
+            elif not (args.reference / "src" / "multi_modal" / "mm.py").exists():
+                raise SystemExit(f"--reference {args.reference}: no src/multi_modal/mm.py there; give a checkout of "
+                                 "github yzhang511/NEDS")
+            values = quality.run_quality(Path(tmp), args.quick, args.reference)
     md, problems = write_quality(out, params, values)
     if not args.skip_quality:
         atomic_write_text(out / "quality.json", json.dumps(
@@ -186,7 +215,8 @@ def main(argv=None) -> int:
     summary = "\n".join([
         md,
         speed_md.read_text() if speed_md.exists() else "",
-        "Plots: " + ", ".join(p.name for p in [out / "quality.png", *drawn]),
+        "Plots: " + ", ".join(p.name for p in [out / "quality.png", *drawn]
+                              + ([out / "learning_curves.png"] if (out / "learning_curves.png").exists() else [])),
         "",
         "Machine (this run): " + ", ".join(f"{k} {v}" for k, v in m.items() if v != "") + ".",
         "" if not args.skip_quality else "Quality part (an earlier run, from quality.json): "

@@ -1,6 +1,7 @@
 """The suite's plots, drawn from the benchmarks' JSON results (each one skipped when its results are missing).
 
     quality.png           every metric of the quality table, mean ± s.e.m. per model
+    learning_curves.png   validation bits per spike and wheel R² against the step, NEDS and the reference
     bps_vs_oracle.png     per neuron: a model's bits per spike against the oracle's on the same trials
     pretrain_sessions.png held-out scores against the number of pretraining sessions (bench_pretrain)
     model_size.png        training and evaluation trials/s against parameters (bench_model_size)
@@ -34,6 +35,24 @@ def quality(header: list[str], numbers: dict, path: Path) -> Path:
         ax.bar(range(len(present)), means, yerr=sems, color=["tab:gray" if a == "oracle" else "tab:blue" for a in present])
         ax.set_xticks(range(len(present)), present, rotation=60, ha="right", fontsize=7)
         ax.set_title(column.replace("decoding/", "").replace("encoding/", ""), fontsize=8)
+    return save_png(fig, path)
+
+
+def learning_curves(curves: dict, path: Path) -> Path:
+    """curves: {arm: [{session, seed, points: [{step, bps, wheel_r2}]}]}; one line per (session, seed)."""
+    fig = new_figure(9.0, 3.4)
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    for colour, (arm, runs) in zip(("tab:blue", "tab:orange", "tab:green"), curves.items()):
+        for k, run in enumerate(runs):
+            points = [pt for pt in run["points"] if "step" in pt]
+            for ax, key in zip(axes, ("bps", "wheel_r2")):
+                ax.plot([pt["step"] for pt in points], [pt.get(key, math.nan) for pt in points], color=colour, alpha=0.7,
+                        lw=1, label=arm if k == 0 else None)
+    for ax, label in zip(axes, ("validation bits/spike", "validation wheel R²")):
+        ax.axhline(0.0, color="black", lw=0.5)
+        ax.set_xlabel("optimiser step")
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7)
     return save_png(fig, path)
 
 

@@ -1,17 +1,23 @@
-"""Quality on generated sessions with ground truth: NEDS, the baselines and the oracle, side by side.
+"""Quality on generated sessions with ground truth: NEDS, the reference, the baselines and the oracles, side by side.
 
-Every arm is a real `neds-run` on the same generated sessions and splits, scored by the same
-evaluation (encoding: all spikes hidden; decoding: all behaviour hidden):
+Every arm runs on the same generated sessions and splits and is scored by the same metric
+plugins (encoding: all spikes hidden; decoding: all behaviour hidden):
 
-    neds (expanded)    single-session NEDS, the reference's static-token layout (one run per session)
-    neds (compact)     the same with one token per trial variable
-    neds (multi)       pretrained on a pool of other generated sessions, finetuned on each one
+    neds single        single-session NEDS, the default recipe's settings (one run per session)
+    neds multi         pretrained on a pool of other generated sessions (another lab), finetuned on each one
+    reference          the reference implementation (github yzhang511/NEDS, from the checkout path given
+                       with --reference), its own model, masking and training step, on the same prepared
+                       session, splits and number of steps as `neds single` (benchmarks/reference.py)
     ridge_decoder      linear decoders (behaviour)
     rrr_encoder        reduced-rank regression (spikes)
     glm_encoder        Poisson GLM (spikes)
-    oracle             the simulator's true rates (spikes)
+    oracle             the simulator's true rates (spikes): they also see the stimulus and the latent
+    oracle behaviour   the best rates predictable from the behaviour a model sees (the latent and the
+                       stimulus marginalised out): the reachable ceiling of encoding
 
-Scores are averaged per session, then mean ± s.e.m. over sessions × seeds.
+Scores are averaged per session, then mean ± s.e.m. over sessions × seeds. Matched pairs compare
+`neds multi` with `neds single` on the same (session, seed); learning curves are validation bits
+per spike and wheel R² against the optimiser step, for NEDS and the reference.
 """
 
 from __future__ import annotations
@@ -37,12 +43,16 @@ COLUMNS = [
     ("decoding", "wheel", "r2"),
     ("decoding", "whisker", "r2"),
 ]
+ORDER = ["neds single", "neds multi", "reference", "ridge_decoder", "rrr_encoder", "glm_encoder", "oracle", "oracle behaviour"]
 # Evaluated sessions; a separate pool (another lab: new eids, the same region tuning families) to
 # pretrain the multi-session model on, as the paper pretrains on some animals and finetunes on others.
-QUICK = {"sessions": 2, "pool": 2, "trials": 100, "units": 40, "epochs": 2, "pretrain_epochs": 2,
-         "layers": 1, "hidden": 32, "seeds": [0], "jobs": 2}
-FULL = {"sessions": 4, "pool": 8, "trials": 300, "units": 150, "epochs": 40, "pretrain_epochs": 25,
-        "layers": 2, "hidden": 64, "seeds": [0, 1], "jobs": 2}
+# `epochs` is the single-session budget (the default recipe's model at this size takes about
+# 5 CPU-minutes per session for it); the reference gets the same number of steps.
+QUICK = {"sessions": 2, "pool": 2, "trials": 100, "units": 40, "epochs": 2, "pretrain_epochs": 2, "finetune_epochs": 2,
+         "layers": 1, "hidden": 32, "lr": 3.0e-3, "seeds": [0], "jobs": 2, "reference_sessions": 1, "reference_seeds": [0]}
+FULL = {"sessions": 4, "pool": 8, "trials": 300, "units": 150, "epochs": 100, "pretrain_epochs": 30, "finetune_epochs": 50,
+        "layers": 2, "hidden": 64, "lr": 3.0e-3, "seeds": [0, 1, 2], "jobs": 2, "reference_sessions": 2,
+        "reference_seeds": [0, 1]}
 
 
 def _neds_run(workdir: Path, name: str, body: str, threads: int = 2) -> Path:
@@ -78,8 +88,28 @@ def per_neuron_bps(run_dir: Path) -> tuple[list[float], list[float]]:
     return model, oracle
 
 
-def run_quality(workdir: Path, quick: bool) -> dict:
-    """{arm: {column: [per-(session, seed) values]}}, the oracle's, the region probe and per-neuron pairs."""
+def learning_curve(run_dir: Path) -> list[dict]:
+    """[{step, bps, wheel_r2}] from a run's validations (train.val_metrics)."""
+    from neds_framework.engine.record import RunRecord
+
+    epochs = RunRecord.load(run_dir).history.get("epoch", {})
+    steps, bps, wheel = (epochs.get(k, []) for k in ("step", "val_encoding_spikes_bps", "val_decoding_wheel_r2"))
+    return [{"step": int(s), "bps": float(b), "wheel_r2": float(w)} for s, b, w in zip(steps, bps, wheel)]
+
+
+def matched_pairs(values: dict, better: str, worse: str) -> dict:
+    """Per column: how many (session, seed) pairs `better` beats `worse` in (ties count as wins), of how many."""
+    out = {}
+    for column in ("/".join(c) for c in COLUMNS):
+        a, b = values.get(better, {}).get(column, []), values.get(worse, {}).get(column, [])
+        pairs = [(x, y) for x, y in zip(a, b) if math.isfinite(x) and math.isfinite(y)]
+        if pairs:
+            out[column] = {"wins": sum(x >= y for x, y in pairs), "pairs": len(pairs)}
+    return out
+
+
+def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> dict:
+    """{arm: {column: [per-(session, seed) values]}}, the oracles', curves, pairs, the region probe and per-neuron pairs."""
     p = QUICK if quick else FULL
     model = f"{{layers: {p['layers']}, hidden: {p['hidden']}, heads: 4, ffn: {2 * p['hidden']}}}"
     threads = max(1, 2 // p["jobs"])
@@ -98,7 +128,7 @@ def run_quality(workdir: Path, quick: bool) -> dict:
     for i, eid in enumerate(eids):  # one store per session, shared by every arm trained on it alone
         _neds_run(workdir, f"prepare_{i}", f"stages: [prepare]\nrun: {{name: prepare_{i}}}\n{data(f'store_{i}.h5', 'gen', [eid])}\n")
 
-    static = lambda layout, n: f"{{tokenizer: {{name: static, layout: {layout}}}, head: {{name: classification, n_classes: {n}}}}}"  # noqa: E731
+    optimizer = f"optimizer: {{lr: {p['lr']}}}"
     pretrain, single, finetune = {}, {}, {}
     for seed in p["seeds"]:
         pretrain[seed] = (f"pre_s{seed}", f"""
@@ -106,27 +136,25 @@ def run_quality(workdir: Path, quick: bool) -> dict:
             run: {{name: pre_s{seed}, seed: {seed}}}
             {data('pool.h5', 'pool')}
             model: {model}
-            train: {{epochs: {p['pretrain_epochs']}}}
+            train: {{epochs: {p['pretrain_epochs']}, {optimizer}}}
             """)
         for i, eid in enumerate(eids):
-            for layout in ("expanded", "compact"):  # single-session models
-                name = f"neds_{layout}_s{seed}_{i}"
-                single[(f"neds ({layout})", seed, i)] = (name, f"""
-                    stages: [train, eval]
-                    run: {{name: {name}, seed: {seed}}}
-                    {data(f'store_{i}.h5', 'gen', [eid])}
-                    model: {model}
-                    modalities: {{choice: {static(layout, 2)}, block: {static(layout, 3)}}}
-                    train: {{epochs: {p['epochs']}}}
-                    eval: {{figures: false}}
-                    """)
+            name = f"single_s{seed}_{i}"
+            single[("neds single", seed, i)] = (name, f"""
+                stages: [train, eval]
+                run: {{name: {name}, seed: {seed}}}
+                {data(f'store_{i}.h5', 'gen', [eid])}
+                model: {model}
+                train: {{epochs: {p['epochs']}, {optimizer}, val_metrics: true}}
+                eval: {{figures: false}}
+                """)
             name = f"multi_s{seed}_{i}"  # the pool's model, finetuned on this session
-            finetune[("neds (multi)", seed, i)] = (name, f"""
+            finetune[("neds multi", seed, i)] = (name, f"""
                 stages: [finetune, eval]
                 run: {{name: {name}, seed: {seed}}}
                 {data(f'store_{i}.h5', 'gen', [eid])}
                 model: {model}
-                finetune: {{pretrained: runs/pre_s{seed}, epochs: {p['epochs']}, optimizer: {{lr: 3.0e-3}}, progress: false}}
+                finetune: {{pretrained: runs/pre_s{seed}, epochs: {p['finetune_epochs']}, {optimizer}, progress: false}}
                 eval: {{figures: false}}
                 """)
     baselines = {name: (name, f"""
@@ -136,6 +164,21 @@ def run_quality(workdir: Path, quick: bool) -> dict:
         model: {{name: {name}}}
         fit: {{figures: false}}
         """) for name in ("ridge_decoder", "rrr_encoder", "glm_encoder")}
+    # The reference: the same sessions' stores, the same number of optimiser steps as `neds single`.
+    references = {}
+    if reference is not None:
+        with SessionStore(workdir / "store.h5") as store:
+            steps = {i: p["epochs"] * -(-len(store.split(eid, "train")) // 16) for i, eid in enumerate(eids)}
+        for seed in p["reference_seeds"]:
+            for i, eid in enumerate(eids[: p["reference_sessions"]]):
+                references[("reference", seed, i)] = (eid, i, steps[i], seed)
+
+    def run_ref(eid, i, steps, seed):
+        from reference import run_reference
+
+        return run_reference(reference, workdir / f"store_{i}.h5", eid, steps, seed=seed, layers=p["layers"],
+                             hidden=p["hidden"], heads=4, ffn=2 * p["hidden"], lr=p["lr"],
+                             eval_every=max(1, steps // 10), threads=threads)
 
     # Independent runs go `jobs` at a time (one thread each: small models use 2 cores better as 2
     # processes); the longest (pretraining) first, each finetune as soon as its pretraining is done.
@@ -144,21 +187,24 @@ def run_quality(workdir: Path, quick: bool) -> dict:
         pre_done = {seed: run(job) for seed, job in pretrain.items()}
         single_done = {key: run(job) for key, job in single.items()}
         base_done = {key: run(job) for key, job in baselines.items()}
+        ref_done = {key: pool.submit(run_ref, *job) for key, job in references.items()}
         ft_done = {}
         for (arm, seed, i), job in finetune.items():
             pre_done[seed].result()
             ft_done[(arm, seed, i)] = run(job)
         results = {**{k: f.result() for k, f in single_done.items()}, **{k: f.result() for k, f in ft_done.items()}}
         base_results = {k: f.result() for k, f in base_done.items()}
+        ref_results = {k: f.result() for k, f in ref_done.items()}
 
     values: dict[str, dict] = {}
+    oracles = {("oracle", "spikes", "bps"): "oracle", ("oracle_behaviour", "spikes", "bps"): "oracle behaviour"}
     for arm, run_dir in base_results.items():
         for _, task, modality, metric, value in _rows(run_dir):
             if (task, modality, metric) in COLUMNS:
                 values.setdefault(arm, {}).setdefault("/".join((task, modality, metric)), []).append(value)
-            if (task, modality, metric) == ("oracle", "spikes", "bps") and arm == "rrr_encoder":  # once per session
-                values.setdefault("oracle", {}).setdefault("encoding/spikes/bps", []).append(value)
-    per_neuron = {}
+            if (task, modality, metric) in oracles and arm == "rrr_encoder":  # once per session
+                values.setdefault(oracles[(task, modality, metric)], {}).setdefault("encoding/spikes/bps", []).append(value)
+    per_neuron, curves = {}, {"neds single": [], "reference": []}
     for (arm, seed, i), run_dir in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         for _, task, modality, metric, value in _rows(run_dir):
             if (task, modality, metric) in COLUMNS:
@@ -168,6 +214,13 @@ def run_quality(workdir: Path, quick: bool) -> dict:
             per_neuron.setdefault(arm, {"model": [], "oracle": []})
             per_neuron[arm]["model"] += model_bps
             per_neuron[arm]["oracle"] += oracle_bps
+        if arm == "neds single" and seed in p["reference_seeds"] and i < p["reference_sessions"]:
+            curves["neds single"].append({"session": i, "seed": seed, "points": learning_curve(run_dir)})
+    for (arm, seed, i), got in sorted(ref_results.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        for column in ("/".join(c) for c in COLUMNS):
+            values.setdefault(arm, {}).setdefault(column, []).append(float(got["test"].get(column, math.nan)))
+        curves["reference"].append({"session": i, "seed": seed, "points": got.get("curve", []),
+                                    "commit": got.get("reference_commit")})
     glm_model, glm_oracle = per_neuron_bps(base_results["glm_encoder"])
     per_neuron["glm_encoder"] = {"model": glm_model, "oracle": glm_oracle}
     from region_probe import region_probe  # the emergent region code, read from each pretrained model's readout
@@ -175,6 +228,9 @@ def run_quality(workdir: Path, quick: bool) -> dict:
     values["region probe"] = {"runs": [region_probe(workdir / "runs" / f"pre_s{seed}", workdir / "pool.h5")
                                        for seed in p["seeds"]]}
     values["per neuron"] = per_neuron
+    values["curves"] = curves if ref_results else {"neds single": curves["neds single"]}
+    values["pairs"] = {"neds multi vs neds single": matched_pairs(values, "neds multi", "neds single")}
+    values["reference"] = {"path": str(reference) if reference else None}
     return values
 
 
@@ -188,10 +244,9 @@ def mean_sem(values: list[float]) -> tuple[float, float, int]:
 
 def table(values: dict) -> tuple[list[str], list[list[str]], dict]:
     header = ["model", *("/".join(c) for c in COLUMNS)]
-    values = {k: v for k, v in values.items() if k not in ("region probe", "per neuron")}
-    order = ["neds (expanded)", "neds (compact)", "neds (multi)", "ridge_decoder", "rrr_encoder", "glm_encoder", "oracle"]
+    values = {k: v for k, v in values.items() if k in ORDER}
     rows, numbers = [], {}
-    for arm in [a for a in order if a in values]:
+    for arm in [a for a in ORDER if a in values]:
         cells = [arm]
         for column in header[1:]:
             mean, sem, n = mean_sem(values[arm].get(column, []))
@@ -213,3 +268,41 @@ def sanity(numbers: dict) -> list[str]:
         if column == "encoding/spikes/bps" and n and arm != "oracle" and math.isfinite(oracle) and mean > oracle:
             problems.append(f"{arm} scores {mean:.3f} bits per spike, above the oracle's {oracle:.3f}")
     return problems
+
+
+def targets(numbers: dict, values: dict) -> list[tuple[str, bool | None, str]]:
+    """Issue #13's bar, checked on this run: (what, met (None: not measured), the numbers)."""
+    def mean(arm, column):
+        m, _, n = numbers.get((arm, column), (math.nan, math.nan, 0))
+        return m if n else math.nan
+
+    out = []
+    single = "neds single"
+    checks = [("encoding/spikes/bps", "glm_encoder"), ("decoding/wheel/r2", "ridge_decoder"),
+              ("decoding/whisker/r2", "ridge_decoder"), ("decoding/choice/balanced_accuracy", "ridge_decoder"),
+              ("decoding/block/balanced_accuracy", "ridge_decoder")]
+    for column, baseline in checks:
+        a, b = mean(single, column), mean(baseline, column)
+        ok = None if not (math.isfinite(a) and math.isfinite(b)) else a >= b
+        out.append((f"neds single >= {baseline} on {column}", ok, f"{a:.3f} vs {b:.3f}"))
+    if any(arm == "reference" for arm, _ in numbers):
+        worse = [c for c in ("/".join(c) for c in COLUMNS)
+                 if math.isfinite(mean("reference", c)) and math.isfinite(mean(single, c)) and mean(single, c) < mean("reference", c)]
+        out.append(("neds single >= reference on every metric", not worse, "behind on " + ", ".join(worse) if worse else "all"))
+    else:
+        out.append(("neds single >= reference on every metric", None, "no reference checkout given (--reference PATH)"))
+    pairs = values.get("pairs", {}).get("neds multi vs neds single", {})
+    if pairs:
+        share = {c: v["wins"] / v["pairs"] for c, v in pairs.items()}
+        low = [c for c, v in share.items() if v < 0.75]
+        out.append(("neds multi beats neds single in >= 75 % of matched pairs, every metric", not low,
+                    ", ".join(f"{c.split('/', 1)[1]} {pairs[c]['wins']}/{pairs[c]['pairs']}" for c in pairs)))
+    probe = values.get("region probe", {}).get("runs", [])
+    finite = [r for r in probe if math.isfinite(r.get("accuracy", math.nan))]
+    if finite:
+        ratio = statistics.fmean(r["accuracy"] / r["chance"] for r in finite)
+        out.append(("region probe >= 2 x chance", ratio >= 2, f"{ratio:.2f} x chance"))
+    saturated = [c for c in ("/".join(c) for c in COLUMNS) if "accuracy" in c and all(
+        mean(a, c) >= 0.9995 for a in ORDER if math.isfinite(mean(a, c))) and any(math.isfinite(mean(a, c)) for a in ORDER)]
+    out.append(("no accuracy column is 1.000 for every model", not saturated, ", ".join(saturated) or "none saturated"))
+    return out

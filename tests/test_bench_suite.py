@@ -19,15 +19,19 @@ def test_quick_suite_writes_a_sane_quality_table(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=1500, env=env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     text = (out / "quality.md").read_text()
-    assert "Sanity: ok" in text and "Region probe" in text
-    for arm in ("neds (expanded)", "neds (compact)", "neds (multi)", "ridge_decoder", "rrr_encoder", "glm_encoder", "oracle"):
+    assert "Sanity: ok" in text and "Region probe" in text and "Targets (issue #13)" in text
+    assert "The reference: not run" in text  # no checkout given: our rows only, and it says so
+    for arm in ("neds single", "neds multi", "ridge_decoder", "rrr_encoder", "glm_encoder", "oracle", "oracle behaviour"):
         assert f"| {arm} |" in text, arm
+    assert "| reference |" not in text
+    assert "Matched pairs" in text
     rows = list(csv.DictReader((out / "quality.csv").open()))
     present = [r for r in rows if int(r["n"]) > 0]
     assert present and all(math.isfinite(float(r["mean"])) for r in present)
     bps = {r["model"]: float(r["mean"]) for r in present if r["metric"] == "encoding/spikes/bps"}
     assert all(v <= bps["oracle"] for v in bps.values())
-    for png in ("quality.png", "bps_vs_oracle.png"):
+    assert bps["oracle behaviour"] <= bps["oracle"]
+    for png in ("quality.png", "bps_vs_oracle.png", "learning_curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
 

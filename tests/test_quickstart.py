@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,17 @@ def test_quickstart_runs_end_to_end_and_prints_the_metrics_table(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for row in ("encoding  spikes    bps", "oracle    spikes    bps", "decoding  wheel     r2",
-                "decoding  choice    accuracy", "decoding  block     balanced_accuracy"):
-        assert row in out, out
+    for row in ("encoding spikes bps", "oracle spikes bps", "oracle_behaviour spikes bps", "decoding wheel r2",
+                "decoding choice accuracy", "decoding block balanced_accuracy"):
+        assert re.search("^" + row.replace(" ", " +") + " ", out, re.M), (row, out)
     run = tmp_path / "runs" / "quickstart"
     assert (run / "run.h5").exists() and (run / "figures" / "training_curves.png").exists()
     assert any((run / "tensorboard").glob("events.out.tfevents.*"))
-    values = {line.split()[2]: float(line.split()[3]) for line in out.splitlines() if line.startswith("decoding  choice")}
-    assert values["accuracy"] > 0.6  # it learned something in a few minutes
+    score = {tuple(line.split()[:3]): float(line.split()[3]) for line in out.splitlines() if len(line.split()) >= 4
+             and re.match(r"^-?[0-9.]+$", line.split()[3])}
+    # What the README promises a newcomer: past the mean-rate plateau, and the wheel decoded.
+    assert score[("encoding", "spikes", "bps")] > 0, out
+    assert score[("decoding", "wheel", "r2")] >= 0.5, out
+    assert score[("oracle_behaviour", "spikes", "bps")] <= score[("oracle", "spikes", "bps")]
     inspect = subprocess.run([NEDS_RUN, "inspect", str(run)], capture_output=True, text=True)
-    assert inspect.returncode == 0 and "oracle    spikes    bps" in inspect.stdout
+    assert inspect.returncode == 0 and re.search("^oracle +spikes +bps ", inspect.stdout, re.M)
