@@ -45,7 +45,7 @@ SPEED = ("bench_binning", "bench_prepare", "bench_train_step", "bench_model_size
 def quality_markdown(params: dict, values: dict, header: list[str], rows: list[list[str]], problems: list[str],
                      checks: list | None = None) -> str:
     probe = values.get("region probe", {}).get("runs", [])
-    reference = values.get("reference", {}).get("path")
+    reference = values.get("reference checkout", {}).get("path")
     commits = sorted({c.get("commit") for c in values.get("curves", {}).get("reference", []) if c.get("commit")})
     pairs = values.get("pairs", {}).get("neds multi vs neds single", {})
     lines = [

@@ -230,7 +230,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
     values["per neuron"] = per_neuron
     values["curves"] = curves if ref_results else {"neds single": curves["neds single"]}
     values["pairs"] = {"neds multi vs neds single": matched_pairs(values, "neds multi", "neds single")}
-    values["reference"] = {"path": str(reference) if reference else None}
+    values["reference checkout"] = {"path": str(reference) if reference else None}
     return values
 
 
@@ -285,7 +285,7 @@ def targets(numbers: dict, values: dict) -> list[tuple[str, bool | None, str]]:
         a, b = mean(single, column), mean(baseline, column)
         ok = None if not (math.isfinite(a) and math.isfinite(b)) else a >= b
         out.append((f"neds single >= {baseline} on {column}", ok, f"{a:.3f} vs {b:.3f}"))
-    if any(arm == "reference" for arm, _ in numbers):
+    if any(arm == "reference" and n for (arm, _), (_, _, n) in numbers.items()):
         worse = [c for c in ("/".join(c) for c in COLUMNS)
                  if math.isfinite(mean("reference", c)) and math.isfinite(mean(single, c)) and mean(single, c) < mean("reference", c)]
         out.append(("neds single >= reference on every metric", not worse, "behind on " + ", ".join(worse) if worse else "all"))

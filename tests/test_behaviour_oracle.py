@@ -128,20 +128,6 @@ def test_behaviour_oracle_is_written_with_the_truth_and_its_nan_rows(tmp_path, r
 # --------------------------------------------------------------------------- through ONE into evaluation
 
 
-def _bin_counts(probe, edges: np.ndarray) -> np.ndarray:
-    """(valid trials, bins, units) spike counts in the truth's bins, vectorised."""
-    ok = np.isfinite(edges[:, 0])
-    e = edges[ok]
-    times, units = probe.spikes["times"], probe.spikes["clusters"]
-    trial = np.searchsorted(e[:, 0], times, side="right") - 1
-    inside = (trial >= 0) & (times < e[np.maximum(trial, 0), -1])
-    trial, times, units = trial[inside], times[inside], units[inside]
-    b = np.minimum(np.searchsorted(e[0] - e[0, 0], times - e[trial, 0], side="right") - 1, e.shape[1] - 2)
-    counts = np.zeros((ok.sum(), e.shape[1] - 1, len(probe.units)), dtype=np.int64)
-    np.add.at(counts, (trial, b, units), 1)
-    return counts
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("oracle_cache")
