@@ -26,6 +26,6 @@ def calibrate_sessions(model: torch.nn.Module, store: SessionStore, eids, modali
         trials = np.asarray(store.split(eid, "train"), dtype=np.int64)
         if not len(trials):
             continue
-        _, values = reader[BatchKey(eid, tuple(int(t) for t in trials))]
+        _, values = reader[BatchKey(eid, tuple(trials.tolist()))]
         scales[eid] = calibrate(eid, {k: v.to(device) for k, v in values.items()})
     return scales

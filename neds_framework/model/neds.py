@@ -188,7 +188,7 @@ class Neds(nn.Module):
         tensor), set its loss scales (`loss_balance: trivial | uncertainty`) and start its readouts at
         the trivial predictor (`start_at_trivial`). Returns the loss scales it set."""
         scales = {}
-        for i, name in enumerate(self.outputs):
+        for name in self.outputs:
             if name not in values:
                 continue
             head = self.heads[name]

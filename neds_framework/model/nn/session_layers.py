@@ -106,10 +106,10 @@ class SessionScalars(nn.Module):
         self.values.register_buffer(session, torch.full((self.size,), float(self.fill)))
 
     def __getitem__(self, session: str) -> torch.Tensor:
-        buffers = dict(self.values.named_buffers())
-        if session not in buffers:
-            raise unknown_session(session, self.owner, buffers.keys())
-        return buffers[session]
+        buffer = self.values._buffers.get(session)  # once per forward: no walk over every buffer
+        if buffer is None:
+            raise unknown_session(session, self.owner, self.values._buffers.keys())
+        return buffer
 
     def set(self, session: str, values) -> None:
         self[session].copy_(torch.as_tensor(values, dtype=torch.float32))
