@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neds_framework.errors import NedsError
 from neds_framework.model.interfaces import Head
 from neds_framework.model.nn.session_layers import SessionLayers
 
@@ -112,24 +113,66 @@ def _at_least_two(instance, attribute, value):
         raise ValueError(f"{attribute.name} must be at least 2, got {value}")
 
 
+class _WeightedPool(nn.Module):
+    """Logits from a learned weighting of the variable's output tokens, one weight per bin, as the
+    reference reads its static variables. The weights start at 1 (a sum; the reference draws them
+    from U(0, 1)), so every token's output gets the whole gradient of its trial's loss rather than
+    1/T of it, and are free (not normalised) from there."""
+
+    def __init__(self, hidden: int, n_bins: int, n_classes: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.ones(n_bins))
+        self.linear = nn.Linear(hidden, n_classes)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.linear.bias
+
+    def forward(self, hidden):
+        if hidden.shape[1] != self.weights.numel():
+            raise NedsError(f"classification head pool 'weighted' needs one token per bin ({self.weights.numel()}), "
+                            f"got {hidden.shape[1]}: use the static tokenizer's layout 'expanded', or the head's pool 'mean'")
+        return self.linear(torch.einsum("btd,t->bd", hidden, self.weights))
+
+
+class _MeanPool(nn.Linear):
+    """Linear(hidden -> n_classes) of the mean output token (the state-dict keys of a plain Linear)."""
+
+    def forward(self, hidden):
+        return super().forward(hidden.mean(dim=1))
+
+
 class ClassificationHead(Head):
-    """Mean of the variable's output tokens -> per-session Linear(hidden -> n_classes) -> logits;
-    cross-entropy averaged over the masked trials. The mean makes the same head fit both static
-    token layouts (one token, or one per bin)."""
+    """The variable's output tokens pooled -> per-session Linear(hidden -> n_classes) -> logits;
+    cross-entropy averaged over the masked trials.
+
+    pool ``mean`` (default): the mean token, which fits both static token layouts (one token, or
+    one per bin). pool ``weighted``: a per-session learned weight per token, started at 1, the
+    reference's readout. On two generated sessions it traded encoding and wheel/whisker decoding
+    for choice and block, or the other way, depending on the static weight and gradient clipping,
+    and no setting beat the mean on every metric (benchmarks/results/loss_balance.md, "Per-trial
+    readouts"). Under it the readout start sets only the bias; the random weights dominate the
+    first logits.
+    """
 
     @attrs.frozen
     class Settings:
         n_classes: int = attrs.field(validator=_at_least_two)  # choice: 2, block: 3
+        pool: str = attrs.field(default="mean", validator=attrs.validators.in_(("mean", "weighted")))
 
     def __init__(self, modality, hidden, n_bins, settings: Settings):
         super().__init__(modality, hidden, n_bins, settings)
-        self.layers = SessionLayers(lambda n: nn.Linear(hidden, self.settings.n_classes), f"{modality} head")
+        n = self.settings.n_classes
+        if self.settings.pool == "weighted":
+            self.layers = SessionLayers(lambda _: _WeightedPool(hidden, n_bins, n), f"{modality} head")
+        else:
+            self.layers = SessionLayers(lambda _: _MeanPool(hidden, n), f"{modality} head")
 
     def add_session(self, session, n_features):
         self.layers.add_session(session, n_features)
 
     def forward(self, hidden, session):
-        return self.layers[session](hidden.mean(dim=1))
+        return self.layers[session](hidden)
 
     def loss(self, prediction, target, mask):
         return _masked_sum(F.cross_entropy(prediction, target, reduction="none"), mask)

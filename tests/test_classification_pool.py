@@ -1,0 +1,81 @@
+"""The per-trial (classification) readout: how it pools the variable's output tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neds_framework.errors import NedsError
+from neds_modalities.heads import ClassificationHead
+
+HIDDEN, BINS = 8, 12
+
+
+def _head(pool: str, n_classes: int = 3) -> ClassificationHead:
+    head = ClassificationHead("block", HIDDEN, BINS, ClassificationHead.Settings(n_classes, pool=pool))
+    head.add_session("s", 1)
+    return head
+
+
+def test_weighted_pool_starts_as_the_sum_of_the_tokens():
+    head = _head("weighted")
+    layer = head.layers["s"]
+    assert torch.equal(layer.weights.detach(), torch.ones(BINS))
+    tokens = torch.randn(4, BINS, HIDDEN)
+    assert torch.allclose(head(tokens, "s"), layer.linear(tokens.sum(dim=1)), atol=1e-6)
+
+
+def test_the_token_weights_learn():
+    head = _head("weighted")
+    tokens = torch.randn(4, BINS, HIDDEN)
+    total, count = head.loss(head(tokens, "s"), torch.tensor([0, 1, 2, 1]), torch.ones(4, dtype=torch.bool))
+    (total / count).backward()
+    grad = head.layers["s"].weights.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_every_token_gets_the_whole_gradient_under_the_weighted_pool_and_a_share_under_the_mean():
+    # the point of the weighted pool: the mean hands each token 1/T of its trial's gradient
+    grads = {}
+    for pool in ("mean", "weighted"):
+        head = _head(pool)
+        torch.manual_seed(0)
+        linear = head.layers["s"] if pool == "mean" else head.layers["s"].linear
+        torch.nn.init.normal_(linear.weight)
+        torch.nn.init.zeros_(linear.bias)
+        tokens = torch.zeros(2, BINS, HIDDEN, requires_grad=True)  # equal logits in both pools
+        total, count = head.loss(head(tokens, "s"), torch.tensor([0, 2]), torch.ones(2, dtype=torch.bool))
+        (total / count).backward()
+        grads[pool] = tokens.grad
+    assert torch.allclose(grads["weighted"], grads["mean"] * BINS, atol=1e-6)
+
+
+def test_the_mean_pool_keeps_a_plain_linear_state_dict():
+    assert set(_head("mean").layers["s"].state_dict()) == {"weight", "bias"}
+    assert set(_head("weighted").layers["s"].state_dict()) == {"weights", "linear.weight", "linear.bias"}
+
+
+@pytest.mark.parametrize("pool", ["mean", "weighted"])
+def test_the_readout_start_sets_the_bias_to_the_centred_log_prior(pool):
+    head = _head(pool)
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
+    head.start_at_trivial("s", labels)
+    prior = (torch.tensor([6.0, 3.0, 1.0]) + 1) / 13
+    expected = prior.log() - prior.log().mean()
+    assert torch.allclose(head.layers["s"].bias, expected, atol=1e-6)
+
+
+def test_one_token_per_trial_with_the_weighted_pool_is_refused_with_the_fix():
+    head = _head("weighted")
+    with pytest.raises(NedsError, match="layout 'expanded'.*pool 'mean'"):
+        head(torch.randn(4, 1, HIDDEN), "s")
+    assert _head("mean")(torch.randn(4, 1, HIDDEN), "s").shape == (4, 3)
+
+
+def test_an_unknown_pool_is_refused():
+    with pytest.raises(ValueError, match="pool"):
+        ClassificationHead.Settings(2, pool="max")
+
+
+def test_the_default_pool_is_the_mean():
+    assert ClassificationHead.Settings(2).pool == "mean"
