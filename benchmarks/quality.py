@@ -181,13 +181,14 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
                              eval_every=max(1, steps // 10), threads=threads)
 
     # Independent runs go `jobs` at a time (one thread each: small models use 2 cores better as 2
-    # processes); the longest (pretraining) first, each finetune as soon as its pretraining is done.
+    # processes); the longest first (the reference, then pretraining), so the pool does not end on
+    # one long run, and each finetune as soon as its pretraining is done.
     with ThreadPoolExecutor(max_workers=p["jobs"]) as pool:
         run = lambda job: pool.submit(_neds_run, workdir, *job, threads)  # noqa: E731
+        ref_done = {key: pool.submit(run_ref, *job) for key, job in references.items()}
         pre_done = {seed: run(job) for seed, job in pretrain.items()}
         single_done = {key: run(job) for key, job in single.items()}
         base_done = {key: run(job) for key, job in baselines.items()}
-        ref_done = {key: pool.submit(run_ref, *job) for key, job in references.items()}
         ft_done = {}
         for (arm, seed, i), job in finetune.items():
             pre_done[seed].result()
