@@ -395,6 +395,21 @@ def predict(trainer, model, items: list[dict], batch_size: int, n_neurons: int,
             {k: np.concatenate(v) for k, v in targets.items() if v})
 
 
+def input_leak(trainer, model, eid: str, values: dict[str, np.ndarray], preds: dict[str, np.ndarray],
+               batch_size: int, n_neurons: int, modalities: list[tuple[str, str]]) -> dict[str, float]:
+    """Per behaviour: the largest change of its decoding prediction when every behaviour value of
+    the input is moved to the next trial (a roll over trials). Under the decoding masks the model
+    must not see them, so every entry should be exactly 0; anything else means its inputs expose
+    the targets and its decoding scores cannot be compared."""
+    behaviour = [o for r, o in modalities if r != "spike"]
+    if not behaviour or len(values["spikes"]) < 2:
+        return {}
+    rolled = {k: (np.roll(v, 1, axis=0) if k in behaviour else v) for k, v in values.items()}
+    moved, _ = predict(trainer, model, reference_items(eid, rolled), batch_size, n_neurons, modalities)
+    return {name: float(np.nanmax(np.abs(moved[name].astype(np.float64) - preds[name].astype(np.float64))))
+            for name in behaviour}
+
+
 def check_targets(ref_targets: dict[str, np.ndarray], values: dict[str, np.ndarray]) -> None:
     """Its targets must be the store's values, trial for trial: anything else is a wiring bug here."""
     for name, target in ref_targets.items():
@@ -540,10 +555,12 @@ def run(args: argparse.Namespace) -> dict:
 
     trials, values = splits["test"]
     test: dict[str, float] = {}
+    leak: dict[str, float] = {}
     if len(trials):
         preds, ref_targets = predict(trainer, model, items["test"], args.eval_batch_size, n, modalities)
         check_targets(ref_targets, values)
         test = score_all(metrics, store, args.eid, trials, preds, values, truth=True)
+        leak = input_leak(trainer, model, args.eid, values, preds, args.eval_batch_size, n, modalities)
     tr = config.model.encoder.transformer
     settings = {
         "layers": tr.n_layers, "hidden": tr.hidden_size, "heads": tr.n_heads, "ffn": tr.inter_size,
@@ -563,7 +580,7 @@ def run(args: argparse.Namespace) -> dict:
     return _clean({
         "reference_commit": reference_commit(ref.path, args.reference_commit),
         "eid": args.eid, "steps": args.steps, "seed": args.seed, "settings": settings, "test": test,
-        "curve": curve, "wall_s": time.perf_counter() - start, "train_s": train_s,
+        "curve": curve, "input_leak": leak, "wall_s": time.perf_counter() - start, "train_s": train_s,
         "trials_per_s": trained / train_s if train_s > 0 else float("nan"), "machine": machine(),
     })
 

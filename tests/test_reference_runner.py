@@ -267,4 +267,34 @@ def test_runs_the_reference_end_to_end(prepared, tmp_path):
         assert isinstance(result["test"][key], float) and math.isfinite(result["test"][key]), key
     assert [c["step"] for c in result["curve"]] == [2, 3]
     assert all(math.isfinite(c["bps"]) and math.isfinite(c["wheel_r2"]) for c in result["curve"])
+    assert result["input_leak"] == {m: 0.0 for m in ("choice", "block", "wheel", "whisker")}  # its decoding inputs hide them
     assert result["wall_s"] > 0 and result["trials_per_s"] > 0
+
+
+class _FakeTrainer:
+    """Stands in for its trainer: decoding predictions that read the inputs' choice (`leaky`) or not."""
+
+    def __init__(self, leaky: bool):
+        self.leaky = leaky
+
+    def _forward_model_inputs(self, batch, training_mode, enc_task_var=None):
+        k = len(batch["eid"])
+        spikes = batch["spikes_data"]
+        choice = batch["choice"] if self.leaky else torch.zeros(k, 1)
+        preds = {"spike": torch.log1p(spikes.clamp(min=0)), "choice": choice,
+                 "wheel": batch["spikes_data"][..., :1].mean(-1, keepdim=True)}
+        targets = {"spike": spikes, "choice": batch["choice"], "wheel": batch["wheel"].unsqueeze(-1)}
+        return types.SimpleNamespace(mod_preds=preds, mod_targets=targets)
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_the_input_leak_check_finds_a_prediction_that_reads_its_hidden_input(leaky):
+    rng = np.random.default_rng(0)
+    values = {"spikes": rng.poisson(1.0, (6, 4, 3)).astype(np.float32),
+              "choice": np.array([0, 1, 1, 0, 1, 0]), "wheel": rng.random((6, 4)).astype(np.float32)}
+    modalities = [("spike", "spikes"), ("choice", "choice"), ("wheel", "wheel")]
+    trainer, model = _FakeTrainer(leaky), torch.nn.Linear(1, 1)
+    preds, _ = R.predict(trainer, model, R.reference_items("e", values), 4, 3, modalities)
+    leak = R.input_leak(trainer, model, "e", values, preds, 4, 3, modalities)
+    assert set(leak) == {"choice", "wheel"} and leak["wheel"] == 0.0
+    assert (leak["choice"] > 0) == leaky
