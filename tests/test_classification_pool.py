@@ -11,8 +11,8 @@ from neds_modalities.heads import ClassificationHead
 HIDDEN, BINS = 8, 12
 
 
-def _head(pool: str, n_classes: int = 3) -> ClassificationHead:
-    head = ClassificationHead("block", HIDDEN, BINS, ClassificationHead.Settings(n_classes, pool=pool))
+def _head(pool: str, n_classes: int = 3, loss_on: str = "all") -> ClassificationHead:
+    head = ClassificationHead("block", HIDDEN, BINS, ClassificationHead.Settings(n_classes, pool=pool, loss_on=loss_on))
     head.add_session("s", 1)
     return head
 
@@ -77,5 +77,32 @@ def test_an_unknown_pool_is_refused():
         ClassificationHead.Settings(2, pool="max")
 
 
-def test_the_default_pool_is_the_mean():
-    assert ClassificationHead.Settings(2).pool == "mean"
+def test_the_defaults_are_the_mean_pool_and_the_loss_over_every_trial():
+    assert (ClassificationHead.Settings(2).pool, ClassificationHead.Settings(2).loss_on) == ("mean", "all")
+
+
+def _loss(head: ClassificationHead, mask: torch.Tensor) -> tuple[float, float]:
+    torch.manual_seed(1)
+    total, count = head.loss(head(torch.randn(4, BINS, HIDDEN), "s"), torch.tensor([0, 1, 2, 1]), mask)
+    return float(total), float(count)
+
+
+def test_loss_on_all_covers_the_visible_trials_while_training_only():
+    mask = torch.tensor([True, False, False, True])
+    every = _head("mean")
+    masked = _head("mean", loss_on="masked")
+    masked.load_state_dict(every.state_dict())
+    for head in (every, masked):
+        head.train()
+    total_all, count_all = _loss(every, mask)
+    total_masked, count_masked = _loss(masked, mask)
+    assert (count_all, count_masked) == (4.0, 2.0)
+    assert total_all > total_masked > 0
+    assert total_all == pytest.approx(_loss(every, torch.ones(4, dtype=torch.bool))[0])
+    every.eval()  # validation and evaluation score the hidden trials only
+    assert _loss(every, mask) == pytest.approx((total_masked, count_masked))
+
+
+def test_an_unknown_loss_on_is_refused():
+    with pytest.raises(ValueError, match="loss_on"):
+        ClassificationHead.Settings(2, loss_on="visible")

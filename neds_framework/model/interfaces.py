@@ -131,8 +131,9 @@ class Head(_ModalityModule):
     """Reads one modality out of the transformer's output tokens of that modality.
 
     Predictions: spikes (B, T, N) log-rates; dynamic (B, T) values ((B, T, F) when a bin has F
-    features); static (B, C) logits. Losses cover masked elements only and are returned as
-    (sum, count) so the model can normalise per modality and weight modalities.
+    features); static (B, C) logits. Losses cover the masked elements (a head may also cover visible ones
+    while ``self.training``, never in evaluation) and are returned as (sum, count) so the model
+    can normalise per modality and weight modalities.
     """
 
     @abc.abstractmethod

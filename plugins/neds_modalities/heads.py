@@ -1,8 +1,9 @@
-"""Heads: per-session linear readouts and their losses, over masked elements only.
+"""Heads: per-session linear readouts and their losses, over masked elements.
 
-Each loss returns (sum over masked elements, number of masked elements); the model divides per
-modality, so one modality's loss is the mean over its masked elements (trials, for per-trial
-variables), never diluted by unmasked ones.
+Each loss returns (sum over the elements it covers, their number); the model divides per
+modality, so one modality's loss is the mean over them, never diluted by the others. The
+covered elements are the masked ones, except for the per-trial classification loss, which while
+training covers every trial, as the reference's (``ClassificationHead.Settings.loss_on``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,20 @@ class SpikesHead(Head):
 
     The loss is `poisson_nll_loss(log_input=True, full=False)` per element (exp(x) - y·x, no
     Stirling term, as the reference), summed over masked elements.
+
+    ``start_rows`` (with the model's ``start_at_trivial``; the biases start at the log mean rates
+    either way): ``random`` keeps each neuron's readout row at PyTorch's random start, ``zero``
+    starts it at 0, so the model starts exactly at the mean-rate predictor. A random row keeps its
+    random part in the directions the data never moves, which buries the tuning that the rows
+    learn: on a pool of 8 generated sessions the region probe read 0.55 from random rows and 0.74
+    from zero ones (chance 0.39). On single sessions zero rows cost bits per spike (0.003–0.014 in
+    3 matched runs), so ``random`` is the default and the pretraining recipes use ``zero``
+    (benchmarks/results/region_probe.md).
     """
+
+    @attrs.frozen
+    class Settings:
+        start_rows: str = attrs.field(default="random", validator=attrs.validators.in_(("random", "zero")))
 
     def __init__(self, modality, hidden, n_bins, settings=None):
         super().__init__(modality, hidden, n_bins, settings)
@@ -66,6 +80,8 @@ class SpikesHead(Head):
 
     def start_at_trivial(self, session, values):
         with torch.no_grad():
+            if self.settings.start_rows == "zero":
+                self.layers[session].weight.zero_()
             self.layers[session].bias.copy_(self._rates(values)[1].log())
 
 
@@ -144,7 +160,8 @@ class _MeanPool(nn.Linear):
 
 class ClassificationHead(Head):
     """The variable's output tokens pooled -> per-session Linear(hidden -> n_classes) -> logits;
-    cross-entropy averaged over the masked trials.
+    cross-entropy averaged over the trials (all of them while training, see ``loss_on``; the
+    masked ones in validation and evaluation).
 
     pool ``mean`` (default): the mean token, which fits both static token layouts (one token, or
     one per bin). pool ``weighted``: a per-session learned weight per token, started at 1, the
@@ -159,6 +176,12 @@ class ClassificationHead(Head):
     class Settings:
         n_classes: int = attrs.field(validator=_at_least_two)  # choice: 2, block: 3
         pool: str = attrs.field(default="mean", validator=attrs.validators.in_(("mean", "weighted")))
+        # Which trials the cross-entropy covers while training: `all` (the reference's static loss:
+        # visible trials too; better choice and block decoding, and no worse elsewhere, in 3 matched
+        # runs: benchmarks/results/loss_balance.md) or `masked` (only where the variable is hidden
+        # from the input). Validation and evaluation always score the masked trials only, so
+        # val_loss keeps its meaning.
+        loss_on: str = attrs.field(default="all", validator=attrs.validators.in_(("masked", "all")))
 
     def __init__(self, modality, hidden, n_bins, settings: Settings):
         super().__init__(modality, hidden, n_bins, settings)
@@ -175,6 +198,8 @@ class ClassificationHead(Head):
         return self.layers[session](hidden)
 
     def loss(self, prediction, target, mask):
+        if self.training and self.settings.loss_on == "all":
+            mask = torch.ones_like(mask)
         return _masked_sum(F.cross_entropy(prediction, target, reduction="none"), mask)
 
     def predict(self, prediction):
