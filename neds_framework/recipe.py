@@ -387,6 +387,9 @@ def _describe(exc: BaseException, keypath: KeyPath, raw: dict) -> tuple[KeyPath,
         return keypath, "missing required key"
     if isinstance(exc, _StructureError):
         return keypath, str(exc)
+    if isinstance(exc, (ValueError, TypeError)) and len(exc.args) > 1 and isinstance(exc.args[1], attrs.Attribute):
+        # an attrs validator: (message, attribute, ...); its message already names the choices
+        return keypath + (exc.args[1].name,), str(exc.args[0])
     value = _lookup(raw, keypath)
     return keypath, f"invalid value {value!r}: {exc}"
 

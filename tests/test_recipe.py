@@ -247,3 +247,20 @@ def test_a_section_naming_another_plugin_replaces_the_base_section(tmp_path):
     top.write_text("extends: base.yaml\nmasker: {ratio: 0.2}\n")
     recipe = load_recipe(top, registries=fake_registries())
     assert recipe.masker.name == "temporal" and recipe.masker.config.ratio == 0.2 and recipe.masker.config.expand_prob == 0.1
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("modalities.choice.head={name: classification, n_classes: 2, pool: max}",
+         "modalities.choice.head.pool: 'pool' must be in ('mean', 'weighted') (got 'max')"),
+        ("modalities.spikes.head={name: spikes, start_rows: ones}",
+         "modalities.spikes.head.start_rows: 'start_rows' must be in ('random', 'zero') (got 'ones')"),
+    ],
+)
+def test_a_plugin_settings_choice_error_names_the_key_and_the_choices(override, expected):
+    from neds_framework.plugins import get_plugins
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    msg = error_of(recipe, get_plugins().registries, [override])
+    assert expected in msg and "Attribute(" not in msg
