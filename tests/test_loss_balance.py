@@ -98,3 +98,25 @@ def test_trivial_start_predicts_the_training_mean_rate():
     mean = batch.values["spikes"].reshape(-1, 10).mean(0).clamp(min=1e-3)
     assert torch.allclose(rates.mean(dim=(0, 1)), mean, rtol=1e-5)
     assert math.isclose(float(rates.std(dim=(0, 1)).max()), 0.0, abs_tol=1e-6)
+
+
+def test_spikes_rows_start_random_or_at_zero():
+    counts = torch.poisson(torch.full((20, 12, 5), 0.3), generator=torch.Generator().manual_seed(0))
+    heads = {}
+    for start in ("random", "zero"):
+        torch.manual_seed(0)
+        head = SpikesHead("spikes", 8, 12, SpikesHead.Settings(start_rows=start))
+        head.add_session("s", 5)
+        before = head.layers["s"].weight.detach().clone()
+        head.start_at_trivial("s", counts)
+        heads[start] = (head, before)
+    random_head, before = heads["random"]
+    assert torch.equal(random_head.layers["s"].weight, before) and before.abs().sum() > 0
+    zero_head, _ = heads["zero"]
+    assert not zero_head.layers["s"].weight.any()
+    log_mean = counts.reshape(-1, 5).mean(0).clamp(min=1e-3).log()
+    for head, _ in heads.values():
+        assert torch.allclose(head.layers["s"].bias, log_mean.float())
+    # zero rows: the mean-rate predictor exactly, whatever the hidden state
+    assert torch.allclose(zero_head(torch.randn(3, 12, 8), "s"), log_mean.float().expand(3, 12, 5))
+    assert SpikesHead.Settings().start_rows == "random"
