@@ -55,9 +55,9 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
         f"filter), seeds {params['seeds']}. NEDS: {params['layers']} layer(s), hidden {params['hidden']}, "
         f"lr {params.get('lr', '-')}, {params['epochs']} epochs per session (neds single); neds multi is pretrained for "
         f"{params.get('pretrain_epochs', params['epochs'])} epochs on {params.get('pool', 'the other')} other generated "
-        f"sessions (another lab), then finetuned for {params.get('finetune_epochs', params['epochs'])} epochs on each "
-        "session. Mean ± s.e.m. over sessions × seeds; test split; encoding = all spikes hidden, decoding = all "
-        "behaviour hidden.",
+        f"sessions (another lab; pretraining seed(s) {params.get('pretrain_seeds', params['seeds'])}), then finetuned for "
+        f"{params.get('finetune_epochs', params['epochs'])} epochs on each session with each seed. Mean ± s.e.m. "
+        "over sessions × seeds; test split; encoding = all spikes hidden, decoding = all behaviour hidden.",
         "",
         ("The reference: its own model, masking and training step (benchmarks/reference.py) from the checkout "
          f"`{reference}`" + (f" (commit {', '.join(commits)})" if commits else "") + f", on the first "
@@ -85,7 +85,7 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
         "| seed | neurons | regions | accuracy (random forest) | accuracy (logistic) | chance |",
         "|---:|---:|---:|---:|---:|---:|",
         *(f"| {seed} | {r['neurons']} | {r['regions']} | {r['accuracy']:.3f} | {r.get('accuracy_linear', float('nan')):.3f} "
-          f"| {r['chance']:.3f} |" for seed, r in zip(params["seeds"], probe)),
+          f"| {r['chance']:.3f} |" for seed, r in zip(params.get("pretrain_seeds", params["seeds"]), probe)),
         "",
     ]
     return "\n".join(lines)

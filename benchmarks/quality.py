@@ -47,12 +47,16 @@ ORDER = ["neds single", "neds multi", "reference", "ridge_decoder", "rrr_encoder
 # Evaluated sessions; a separate pool (another lab: new eids, the same region tuning families) to
 # pretrain the multi-session model on, as the paper pretrains on some animals and finetunes on others.
 # `epochs` is the single-session budget (the default recipe's model at this size takes about
-# 5 CPU-minutes per session for it); the reference gets the same number of steps.
+# 5 CPU-minutes per session for it); the reference gets the same number of steps. The pool is
+# pretrained once per seed in `pretrain_seeds`; a finetuning seed outside it uses the first one.
+# 30 pool epochs left the pretrained model at chance on choice and block; 80 passed the plateau
+# (benchmarks/results/pretrain_transfer.md).
 QUICK = {"sessions": 2, "pool": 2, "trials": 100, "units": 40, "epochs": 2, "pretrain_epochs": 2, "finetune_epochs": 2,
-         "layers": 1, "hidden": 32, "lr": 3.0e-3, "seeds": [0], "jobs": 2, "reference_sessions": 1, "reference_seeds": [0]}
-FULL = {"sessions": 4, "pool": 8, "trials": 300, "units": 150, "epochs": 100, "pretrain_epochs": 30, "finetune_epochs": 50,
-        "layers": 2, "hidden": 64, "lr": 3.0e-3, "seeds": [0, 1, 2], "jobs": 2, "reference_sessions": 2,
-        "reference_seeds": [0, 1]}
+         "layers": 1, "hidden": 32, "lr": 3.0e-3, "seeds": [0], "pretrain_seeds": [0], "jobs": 2,
+         "reference_sessions": 1, "reference_seeds": [0]}
+FULL = {"sessions": 4, "pool": 8, "trials": 300, "units": 150, "epochs": 100, "pretrain_epochs": 80, "finetune_epochs": 100,
+        "layers": 2, "hidden": 64, "lr": 3.0e-3, "seeds": [0, 1, 2], "pretrain_seeds": [0], "jobs": 2,
+        "reference_sessions": 2, "reference_seeds": [0, 1]}
 
 
 def _neds_run(workdir: Path, name: str, body: str, threads: int = 2) -> Path:
@@ -130,14 +134,18 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
 
     optimizer = f"optimizer: {{lr: {p['lr']}}}"
     pretrain, single, finetune = {}, {}, {}
-    for seed in p["seeds"]:
+    pretrain_seeds = p.get("pretrain_seeds", p["seeds"])
+    for seed in pretrain_seeds:
         pretrain[seed] = (f"pre_s{seed}", f"""
             stages: [train]
             run: {{name: pre_s{seed}, seed: {seed}}}
             {data('pool.h5', 'pool')}
             model: {model}
+            modalities: {{spikes: {{head: {{name: spikes, start_rows: zero}}}}}}
             train: {{epochs: {p['pretrain_epochs']}, {optimizer}}}
             """)
+    for seed in p["seeds"]:
+        pre_seed = seed if seed in pretrain else pretrain_seeds[0]
         for i, eid in enumerate(eids):
             name = f"single_s{seed}_{i}"
             single[("neds single", seed, i)] = (name, f"""
@@ -154,7 +162,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
                 run: {{name: {name}, seed: {seed}}}
                 {data(f'store_{i}.h5', 'gen', [eid])}
                 model: {model}
-                finetune: {{pretrained: runs/pre_s{seed}, epochs: {p['finetune_epochs']}, {optimizer}, progress: false}}
+                finetune: {{pretrained: runs/pre_s{pre_seed}, epochs: {p['finetune_epochs']}, {optimizer}, progress: false}}
                 eval: {{figures: false}}
                 """)
     baselines = {name: (name, f"""
@@ -191,7 +199,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
         base_done = {key: run(job) for key, job in baselines.items()}
         ft_done = {}
         for (arm, seed, i), job in finetune.items():
-            pre_done[seed].result()
+            pre_done[seed if seed in pre_done else pretrain_seeds[0]].result()
             ft_done[(arm, seed, i)] = run(job)
         results = {**{k: f.result() for k, f in single_done.items()}, **{k: f.result() for k, f in ft_done.items()}}
         base_results = {k: f.result() for k, f in base_done.items()}
@@ -227,7 +235,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
     from region_probe import region_probe  # the emergent region code, read from each pretrained model's readout
 
     values["region probe"] = {"runs": [region_probe(workdir / "runs" / f"pre_s{seed}", workdir / "pool.h5")
-                                       for seed in p["seeds"]]}
+                                       for seed in pretrain_seeds]}
     values["per neuron"] = per_neuron
     values["curves"] = curves if ref_results else {"neds single": curves["neds single"]}
     values["pairs"] = {"neds multi vs neds single": matched_pairs(values, "neds multi", "neds single")}
