@@ -187,7 +187,7 @@ HEAD_CASES = {
     "spikes": (SpikesHead, None, 6, lambda g: torch.poisson(torch.ones(4, BINS, 6), generator=g), (4, BINS, 6)),
     "wheel": (RegressionHead, None, 1, lambda g: torch.randn(4, BINS, generator=g), (4, BINS)),
     "lfp": (RegressionHead, None, 3, lambda g: torch.randn(4, BINS, 3, generator=g), (4, BINS)),
-    "choice": (ClassificationHead, ClassificationHead.Settings(3), 1, lambda g: torch.randint(0, 3, (4,), generator=g), (4,)),
+    "choice": (ClassificationHead, ClassificationHead.Settings(3, loss_on="masked"), 1, lambda g: torch.randint(0, 3, (4,), generator=g), (4,)),
 }
 
 
@@ -214,14 +214,19 @@ def test_losses_cover_masked_elements_only(case):
     assert (prediction.grad[~grad_mask] == 0).all() and (prediction.grad[grad_mask] != 0).any()
 
 
-def test_static_loss_is_the_mean_over_masked_trials():
-    head = ClassificationHead("choice", HIDDEN, BINS, ClassificationHead.Settings(2))
+def test_static_loss_is_the_mean_over_masked_trials_or_all_of_them_while_training():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]])
     target = torch.tensor([1, 1, 0])
     mask = torch.tensor([True, False, True])
+    masked = torch.nn.functional.cross_entropy(logits[mask], target[mask])
+    head = ClassificationHead("choice", HIDDEN, BINS, ClassificationHead.Settings(2, loss_on="masked"))
     loss, count = head.loss(logits, target, mask)
-    expected = torch.nn.functional.cross_entropy(logits[mask], target[mask])
-    assert count == 2 and torch.allclose(loss / count, expected)
+    assert count == 2 and torch.allclose(loss / count, masked)
+    default = ClassificationHead("choice", HIDDEN, BINS, ClassificationHead.Settings(2))  # loss_on: all
+    loss, count = default.loss(logits, target, mask)
+    assert count == 3 and torch.allclose(loss / count, torch.nn.functional.cross_entropy(logits, target))
+    loss, count = default.eval().loss(logits, target, mask)
+    assert count == 2 and torch.allclose(loss / count, masked)
 
 
 def test_total_loss_is_the_weighted_sum_of_per_modality_means():
@@ -229,10 +234,11 @@ def test_total_loss_is_the_weighted_sum_of_per_modality_means():
     model.weights = {"spikes": 1.0, "wheel": 2.5, "choice": 0.5}
     batch = with_session(model, make_batch(modalities=("spikes", "wheel", "choice")))
     masks = masks_for(batch, "cross_modality", ratio=0.5)
-    masks["choice"] = torch.zeros_like(masks["choice"])  # nothing masked: contributes 0, not NaN
+    masks["wheel"] = torch.zeros_like(masks["wheel"])  # nothing masked: contributes 0, not NaN
+    masks["choice"] = torch.zeros_like(masks["choice"])  # shown, yet scored while training (loss_on: all)
     out = model(batch, masks)
     expected = sum(model.weights[m] * s / c for m, (s, c) in out.losses.items() if c > 0)
-    assert out.losses["choice"][1] == 0
+    assert out.losses["wheel"][1] == 0 and out.losses["choice"][1] == batch.values["choice"].shape[0]
     assert torch.allclose(out.loss, expected)
 
 
