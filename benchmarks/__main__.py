@@ -79,8 +79,9 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
         lines += ["Targets (issue #13):", "", "| target | met | numbers |", "|---|---|---|",
                   *(f"| {what} | {'-' if ok is None else ('yes' if ok else 'no')} | {detail} |" for what, ok, detail in checks), ""]
     lines += [
-        "Region probe (each neuron's brain region predicted from its learned spikes-readout weights, by a random forest and, beside it, a logistic regression, in the "
-        "pretrained multi-session model, stratified cross-validation over the neurons of the pool's sessions):",
+        "Region probe (each neuron's brain region predicted from its learned spikes-readout weights in the "
+        "pretrained multi-session model, by a random forest and, beside it, a logistic regression; stratified "
+        "cross-validation over the neurons of the pool's sessions):",
         "",
         "| seed | neurons | regions | accuracy (random forest) | accuracy (logistic) | chance |",
         "|---:|---:|---:|---:|---:|---:|",

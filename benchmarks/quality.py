@@ -144,8 +144,8 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
             modalities: {{spikes: {{head: {{name: spikes, start_rows: zero}}}}}}
             train: {{epochs: {p['pretrain_epochs']}, {optimizer}}}
             """)
+    pretrained_for = {seed: seed if seed in pretrain else pretrain_seeds[0] for seed in p["seeds"]}
     for seed in p["seeds"]:
-        pre_seed = seed if seed in pretrain else pretrain_seeds[0]
         for i, eid in enumerate(eids):
             name = f"single_s{seed}_{i}"
             single[("neds single", seed, i)] = (name, f"""
@@ -162,7 +162,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
                 run: {{name: {name}, seed: {seed}}}
                 {data(f'store_{i}.h5', 'gen', [eid])}
                 model: {model}
-                finetune: {{pretrained: runs/pre_s{pre_seed}, epochs: {p['finetune_epochs']}, {optimizer}, progress: false}}
+                finetune: {{pretrained: runs/pre_s{pretrained_for[seed]}, epochs: {p['finetune_epochs']}, {optimizer}, progress: false}}
                 eval: {{figures: false}}
                 """)
     baselines = {name: (name, f"""
@@ -199,7 +199,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None) -> di
         base_done = {key: run(job) for key, job in baselines.items()}
         ft_done = {}
         for (arm, seed, i), job in finetune.items():
-            pre_done[seed if seed in pre_done else pretrain_seeds[0]].result()
+            pre_done[pretrained_for[seed]].result()
             ft_done[(arm, seed, i)] = run(job)
         results = {**{k: f.result() for k, f in single_done.items()}, **{k: f.result() for k, f in ft_done.items()}}
         base_results = {k: f.result() for k, f in base_done.items()}

@@ -177,8 +177,8 @@ class ClassificationHead(Head):
         n_classes: int = attrs.field(validator=_at_least_two)  # choice: 2, block: 3
         pool: str = attrs.field(default="mean", validator=attrs.validators.in_(("mean", "weighted")))
         # Which trials the cross-entropy covers while training: `all` (the reference's static loss:
-        # visible trials too; better choice and block decoding, and no worse elsewhere, in 3 matched
-        # runs: benchmarks/results/loss_balance.md) or `masked` (only where the variable is hidden
+        # visible trials too; better choice decoding in 3 matched runs, block in 2, the rest within
+        # the run-to-run spread: benchmarks/results/loss_balance.md) or `masked` (only where the variable is hidden
         # from the input). Validation and evaluation always score the masked trials only, so
         # val_loss keeps its meaning.
         loss_on: str = attrs.field(default="all", validator=attrs.validators.in_(("masked", "all")))
