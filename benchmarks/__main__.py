@@ -61,7 +61,9 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
         "",
         ("The reference: its own model, masking and training step (benchmarks/reference.py) from the checkout "
          f"`{reference}`" + (f" (commit {', '.join(commits)})" if commits else "") + f", on the first "
-         f"{params.get('reference_sessions')} sessions × seeds {params.get('reference_seeds')}, the same steps as neds single."
+         f"{params.get('reference_sessions')} sessions × seeds {params.get('reference_seeds')}, the same steps as neds single; "
+         "the row `neds single, reference's pairs` is neds single on exactly those (session, seed) pairs, which the "
+         "target compares with the reference."
          if reference else "The reference: not run (no checkout given: `python -m benchmarks --reference PATH`)."),
         "",
         "| " + " | ".join(header) + " |",
@@ -179,6 +181,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-quality", action="store_true", help="no quality runs; the summary reuses <out>/quality.json")
     parser.add_argument("--reference", type=Path, default=None,
                         help="a checkout of the reference NEDS (github yzhang511/NEDS): adds its row and learning curves")
+    parser.add_argument("--reference-commit", default=None,
+                        help="the reference checkout's commit, recorded in the results when the checkout is not a git work tree")
     args = parser.parse_args(argv)
     out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
             elif not (args.reference / "src" / "multi_modal" / "mm.py").exists():
                 raise SystemExit(f"--reference {args.reference}: no src/multi_modal/mm.py there; give a checkout of "
                                  "github yzhang511/NEDS")
-            values = quality.run_quality(Path(tmp), args.quick, args.reference)
+            values = quality.run_quality(Path(tmp), args.quick, args.reference, args.reference_commit)
     md, problems = write_quality(out, params, values)
     if not args.skip_quality:
         atomic_write_text(out / "quality.json", json.dumps(
