@@ -22,6 +22,7 @@ import attrs
 
 from neds_framework import __version__
 from neds_framework.atomic import atomic_write_text
+from neds_framework.engine.context import RunContext
 from neds_framework.errors import NedsError
 from neds_framework.plugins import PluginSet, get_plugins
 from neds_framework.recipe import Recipe, dump_recipe, load_recipe
@@ -33,16 +34,6 @@ BUILTIN_COMMANDS = {
     "plugins": "list every registered name by registry, with the providing distribution",
     "inspect": "summarise a run folder: versions, training, and its metrics table",
 }
-
-
-@attrs.frozen
-class RunContext:
-    """What a stage receives: the resolved recipe, the loaded plugins and the run folder."""
-
-    recipe: Recipe
-    plugins: PluginSet
-    run_dir: Path
-    resume: Path | None = None  # a run folder whose last checkpoint training continues from
 
 
 def run_dir_for(recipe: Recipe) -> Path:

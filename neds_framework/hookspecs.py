@@ -21,6 +21,18 @@ hookimpl = pluggy.HookimplMarker("neds")
 
 
 @hookspec
+def neds_register_modalities(register):
+    """Register modalities: ``register(name, spec)`` with a `neds_framework.api.ModalitySpec`.
+
+    Called once at plugin load, before every other registration hook. The spec says what the
+    modality is (neural or behaviour, per bin or per trial, counts, continuous values or classes,
+    token or element masking, its metric kind and oracles); the core derives everything it does
+    with the modality from it. A recipe can only use declared modalities. Registration fails,
+    naming the plugin, when ``spec`` is not a ModalitySpec.
+    """
+
+
+@hookspec
 def neds_register_data_sources(register):
     """Register data sources: things that turn session ids into `SessionData`.
 

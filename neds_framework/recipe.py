@@ -17,6 +17,7 @@ Loading goes in three steps, each with errors that name the file and key path:
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -276,6 +277,31 @@ class _StructureError(Exception):
         self.keypath = keypath
 
 
+class SettingsError(NedsError):
+    """A problem inside a plugin's settings that only the loaded plugins can find (a mixture's
+    member masker, say), with its key path relative to the plugin's section. A settings class may
+    define ``check_nested(registries)`` that raises it; the recipe calls it while structuring, so
+    ``neds-run validate`` reports it as the run would, as ``<section>.<keypath>: <message>``."""
+
+    def __init__(self, message: str, keypath: KeyPath = ()):
+        super().__init__(message)
+        self.keypath = tuple(keypath)
+
+
+def structure_settings(value: Any, cls: type, registries: Registries | None, keypath: KeyPath = ()) -> Any:
+    """``value`` structured into the attrs class ``cls`` as a recipe section is; a problem raises
+    `SettingsError` naming its key path below ``keypath``."""
+    try:
+        return make_converter(registries).structure({} if value is None else value, cls)
+    except _STRUCTURE_ERRORS as exc:
+        leaves = _leaf_errors(exc, ())
+        raw: Any = value
+        for key in reversed(keypath):
+            raw = {key: raw}
+        path, message = _describe(leaves[0][1], tuple(keypath) + leaves[0][0], raw if keypath else value)
+        raise SettingsError(message, path) from None
+
+
 def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
@@ -343,7 +369,14 @@ def make_converter(registries: Registries | None) -> cattrs.Converter:
             if settings:
                 raise _StructureError(f"{entry_reg.noun} '{name}' takes no settings; remove {', '.join(sorted(settings))}")
             return cls(name=name, config=None)
-        return cls(name=name, config=conv.structure(settings, entry.settings))
+        config = conv.structure(settings, entry.settings)
+        check_nested = getattr(config, "check_nested", None)
+        if callable(check_nested) and registries is not None:
+            try:
+                check_nested(registries)
+            except SettingsError as exc:
+                raise _StructureError(str(exc), exc.keypath) from None
+        return cls(name=name, config=config)
 
     conv.register_structure_hook_func(
         lambda t: isinstance(t, type) and issubclass(t, Component), structure_component
@@ -390,6 +423,9 @@ def _describe(exc: BaseException, keypath: KeyPath, raw: dict) -> tuple[KeyPath,
     if isinstance(exc, (ValueError, TypeError)) and len(exc.args) > 1 and isinstance(exc.args[1], attrs.Attribute):
         # an attrs validator: (message, attribute, ...); its message already names the choices
         return keypath + (exc.args[1].name,), str(exc.args[0])
+    named = re.match(r"'(\w+)' must be", str(exc)) if isinstance(exc, ValueError) else None
+    if named:  # attrs' number validators name the attribute only in their message
+        return keypath + (named.group(1),), str(exc)
     value = _lookup(raw, keypath)
     return keypath, f"invalid value {value!r}: {exc}"
 
@@ -445,6 +481,11 @@ def structure_recipe(raw: RawRecipe, registries: Registries | None) -> Recipe:
         for i, stage in enumerate(core.stages):
             if stage not in stage_registry:
                 raise _fail(raw, ("stages", i), stage_registry.unknown_message(stage))
+    if registries is not None:
+        for name in core.modalities:  # every modality must be declared by a plugin (its ModalitySpec)
+            if name not in registries.modalities:
+                raise _fail(raw, ("modalities", name), registries.modalities.unknown_message(name)
+                            + "; a plugin declares a modality with neds_register_modalities")
     return Recipe(**attrs.asdict(core, recurse=False), sections=sections, path=raw.path)
 
 

@@ -31,7 +31,11 @@ class FakeMasker:
 
 def fake_registries() -> Registries:
     """Registries holding one thing of each kind the recipe tests need."""
+    from neds_modalities.plugin import MODALITIES
+
     regs = Registries()
+    for name, spec in MODALITIES.items():
+        regs.modalities.add(name, spec, TEST_PROVIDER)
     regs.stages.add("prepare", lambda ctx: None, TEST_PROVIDER)
     regs.stages.add("train", lambda ctx: None, TEST_PROVIDER, settings=FakeTrainSettings)
     regs.maskers.add("temporal", FakeMasker, TEST_PROVIDER)

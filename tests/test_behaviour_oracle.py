@@ -27,6 +27,12 @@ from neds_ibl.synth_task import (
 MODALITIES = ["spikes", "wheel", "whisker", "choice", "block"]
 
 
+def specs():
+    from neds_modalities.plugin import MODALITIES as BUILTIN
+
+    return {name: BUILTIN[name] for name in MODALITIES}
+
+
 @pytest.fixture(scope="module")
 def regions():
     from iblatlas.regions import BrainRegions
@@ -175,7 +181,7 @@ def test_oracle_behaviour_is_scored_after_oracle_and_between_a_psth_and_the_orac
             n = batch.values["spikes"].shape[0]
             return {"spikes": torch.from_numpy(np.repeat(psth, n, axis=0))}
 
-        result = evaluate_session(psth_predictor, s, eid, MODALITIES, all_metrics(), tasks=("encoding",), batch_size=10_000)
+        result = evaluate_session(psth_predictor, s, eid, specs(), all_metrics(), tasks=("encoding",), batch_size=10_000)
     bps = {task: result.tasks[task]["spikes"].scalars["bps"] for task in ("encoding", "oracle", "oracle_behaviour")}
     # Above the mean rate (0 bits per spike) and the PSTH, below the true rates.
     assert max(bps["encoding"], 0.0) < bps["oracle_behaviour"] < bps["oracle"], bps
@@ -186,8 +192,8 @@ def test_oracle_behaviour_is_scored_after_oracle_and_between_a_psth_and_the_orac
 
     glm = GlmEncoder()
     with SessionStore(path) as s:
-        glm.fit(s, [eid], MODALITIES)
-        fitted = evaluate_session(glm.predict, s, eid, MODALITIES, all_metrics(), tasks=("encoding",), batch_size=10_000)
+        glm.fit(s, [eid], specs())
+        fitted = evaluate_session(glm.predict, s, eid, specs(), all_metrics(), tasks=("encoding",), batch_size=10_000)
     assert fitted.tasks["encoding"]["spikes"].scalars["bps"] < bps["oracle_behaviour"]
     summary = summarise(result.rows())
     tasks = list(dict.fromkeys(row[0] for row in summary))

@@ -12,8 +12,9 @@ import torch
 
 from neds_framework import cli
 from neds_framework.data.store import SessionStore
-from neds_framework.engine.eval_stage import read_table, recipe_metrics
-from neds_framework.engine.evaluate import evaluate_session, format_summary, summarise
+from neds_framework.engine.eval_stage import read_table
+from neds_framework.engine.evaluate import evaluate_session, format_summary, recipe_metrics, summarise
+from neds_framework.modality import modality_specs
 from neds_framework.engine.record import RunRecord
 from neds_framework.plugins import get_plugins, reset_plugins
 
@@ -129,7 +130,8 @@ def test_a_model_predicting_the_true_rates_scores_the_oracle(trained):
         assert batch.size == len(trials) and bool(masks["spikes"].all())
         return {"spikes": truth}
 
-    result = evaluate_session(truth_predictor, store, eid, list(recipe.modalities), metrics, tasks=("encoding",), batch_size=10_000)
+    specs = modality_specs(recipe.modalities, registries)
+    result = evaluate_session(truth_predictor, store, eid, specs, metrics, tasks=("encoding",), batch_size=10_000)
     encoding, oracle = result.tasks["encoding"]["spikes"], result.tasks["oracle"]["spikes"]
     assert encoding.scalars["bps"] == pytest.approx(oracle.scalars["bps"], abs=1e-9)
     np.testing.assert_allclose(encoding.arrays["bps_per_neuron"], oracle.arrays["bps_per_neuron"])
@@ -251,7 +253,7 @@ def test_the_oracle_scores_its_own_ceiling_on_each_spike_task(trained):
         from a pass that did not hide it would pull the score off the oracle's."""
         return {"spikes": torch.where(masks["spikes"], truth, 1000.0)}
 
-    result = evaluate_session(truth_predictor, store, eid, ["spikes", "wheel"], recipe_metrics(recipe, registries),
+    result = evaluate_session(truth_predictor, store, eid, modality_specs(["spikes", "wheel"], registries), recipe_metrics(recipe, registries),
                               tasks=("co_smoothing", "forward", "inter_region", "intra_region"), batch_size=10_000)
     for task in ("co_smoothing", "forward", "inter_region", "intra_region"):
         got, ceiling = result.tasks[task]["spikes"].scalars, result.tasks[f"oracle_{task}"]["spikes"].scalars

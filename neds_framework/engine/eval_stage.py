@@ -26,30 +26,18 @@ from neds_framework.engine.evaluate import (
     format_summary,
     model_predictor,
     print_skipped,
+    recipe_metrics,
     summarise,
 )
+from neds_framework.engine.distributed import pick_device
 from neds_framework.engine.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import EvalSettings
 from neds_framework.engine.tensorboard import open_writer
 from neds_framework.engine.trained import load_trained_model, run_recipe_of
 from neds_framework.errors import NedsError
-from neds_framework.model.build import component_settings
+from neds_framework.modality import modality_specs
 from neds_framework.recipe import Recipe, dump_recipe
-
-
-def recipe_metrics(recipe: Recipe, registries) -> dict[str, object]:
-    """The recipe's metrics (all registered ones when it names none), constructed."""
-    if recipe.metrics:
-        return {
-            spec.name: registries.metrics.get(spec.name).factory(component_settings(spec, registries))
-            for spec in recipe.metrics
-        }
-    out = {}
-    for name in registries.metrics.names():
-        entry = registries.metrics.get(name)
-        out[name] = entry.factory(entry.settings() if entry.settings is not None else None)
-    return out
 
 
 def result_arrays(result: SessionResult, save_predictions: bool) -> dict[str, dict[str, np.ndarray]]:
@@ -106,7 +94,7 @@ def run_eval(context) -> Path | None:
     model_recipe = run_recipe_of(model_dir, registries) if settings.run else recipe
     model_record = RunRecord.load(model_dir)
     model = load_trained_model(model_recipe, registries, model_record, settings.checkpoint)
-    device = _device(settings.device)
+    device = pick_device(settings.device)
     model.to(device)
 
     from neds_framework.data.store import SessionStore
@@ -119,13 +107,13 @@ def run_eval(context) -> Path | None:
             f"eval: the model of {model_dir} knows none of the store's sessions "
             f"({', '.join(store.eids[:3])}...); finetune it on them first (stage finetune)"
         )
-    neural = getattr(model.settings, "neural", None) or ("spikes", "lfp")
-    return evaluate_and_report(context, model_predictor(model), store, eids, list(model_recipe.modalities), tuple(neural),
-                               settings, device, {"evaluated_run": str(model_dir)})
+    specs = modality_specs(model_recipe.modalities, registries)
+    return evaluate_and_report(context, model_predictor(model), store, eids, specs, settings, device,
+                               {"evaluated_run": str(model_dir)})
 
 
-def evaluate_and_report(context, predict, store, eids: list[str], modalities: list[str], neural: tuple[str, ...],
-                        settings: EvalSettings, device, meta: dict) -> Path:
+def evaluate_and_report(context, predict, store, eids: list[str], specs: dict, settings: EvalSettings, device,
+                        meta: dict) -> Path:
     """Score ``predict`` on the sessions, then write run.h5, figures, TensorBoard and the table.
 
     Shared by every stage that evaluates something: a trained model (eval), a fitted baseline (fit).
@@ -135,8 +123,8 @@ def evaluate_and_report(context, predict, store, eids: list[str], modalities: li
     options = TaskOptions(settings.heldout_fraction, settings.forward_bins, settings.intra_fraction)
     results = [
         evaluate_session(
-            predict, store, eid, modalities, metrics, settings.split, settings.tasks,
-            settings.conditions, settings.batch_size, device, neural, options=options,
+            predict, store, eid, specs, metrics, settings.split, settings.tasks,
+            settings.conditions, settings.batch_size, device, options=options,
         )
         for eid in eids
     ]
@@ -165,7 +153,7 @@ def evaluate_and_report(context, predict, store, eids: list[str], modalities: li
             from neds_framework.engine.eval_figures import write_figures
 
             bin_size = float(store.info(eids[0]).meta.get("bin_size", 0.02))
-            write_figures(Path(context.run_dir) / "figures", record, results[: settings.figure_sessions],
+            write_figures(Path(context.run_dir) / "figures", record, results[: settings.figure_sessions], specs,
                           bin_size, settings.top_neurons, writer)
         _log_hparams(writer, recipe, summary)
     finally:
@@ -174,12 +162,6 @@ def evaluate_and_report(context, predict, store, eids: list[str], modalities: li
     print_skipped(results)
     print(format_summary(summary, title=f"evaluation on the {settings.split} split of {len(eids)} session(s) (run {context.run_dir})"))
     return record.path
-
-
-def _device(name: str) -> torch.device:
-    from neds_framework.engine.train import pick_device
-
-    return pick_device(name)
 
 
 def _log_hparams(writer, recipe: Recipe, summary) -> None:

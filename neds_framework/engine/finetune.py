@@ -30,6 +30,7 @@ def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
     from neds_framework.engine.calibrate import calibrate_sessions
     from neds_framework.engine.train import session_features
     from neds_framework.engine.trained import load_trained_model, model_sessions
+    from neds_framework.modality import modality_specs
 
     recipe = context.recipe
     pretrained = Path(settings.pretrained)
@@ -42,7 +43,7 @@ def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
     new = [eid for eid in store.eids if eid not in carried]
     for eid in new:
         model.add_session(eid, features[eid])
-    calibrate_sessions(model, store, new, list(recipe.modalities))  # the carried ones keep their own
+    calibrate_sessions(model, store, new, modality_specs(recipe.modalities, context.plugins.registries))  # the carried ones keep their own
     model.carried_sessions = carried  # recorded with the run, so the finetuned model can be rebuilt
     if settings.train_only == "new":
         if not new:

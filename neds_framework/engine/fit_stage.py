@@ -3,7 +3,8 @@
 A fitted model is registered under `models` like NEDS, but its factory takes only its settings
 and the object it returns has
 
-    fit(store, eids, modalities)  -> None    learn from each session's train split
+    fit(store, eids, specs)  -> None    learn from each session's train split (specs: modality ->
+                                        ModalitySpec, the modalities to use)
     predict(batch, masks)         -> dict    what `Head.predict` would give, for hidden modalities
 
 The stage fits it on every session of the store and hands `predict` to the same evaluation as
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from neds_framework.engine.settings import FitSettings
 from neds_framework.errors import NedsError
+from neds_framework.modality import modality_specs
 from neds_framework.model.build import component_settings
 
 
@@ -39,11 +41,10 @@ def run_fit(context) -> Path | None:
     if not (hasattr(model, "fit") and hasattr(model, "predict")):
         raise NedsError(f"fit: model '{recipe.model.name}' is not fitted in closed form (no fit/predict); train it with the train stage")
     store = SessionStore(store_path(recipe))
-    modalities = list(recipe.modalities) or list(store.info(store.eids[0]).modalities)
+    specs = modality_specs(list(recipe.modalities) or list(store.info(store.eids[0]).modalities), registries)
     start = time.perf_counter()
-    model.fit(store, list(store.eids), modalities)
+    model.fit(store, list(store.eids), specs)
     seconds = time.perf_counter() - start
     print(f"fit: {recipe.model.name} on {len(store.eids)} session(s) in {seconds:.1f} s")
-    neural = tuple(getattr(model, "neural", ("spikes", "lfp")))
-    return evaluate_and_report(context, model.predict, store, list(store.eids), modalities, neural, settings, "cpu",
+    return evaluate_and_report(context, model.predict, store, list(store.eids), specs, settings, "cpu",
                                {"fitted_model": recipe.model.name, "fit_seconds": seconds})

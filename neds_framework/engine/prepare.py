@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from neds_framework import __version__
 from neds_framework.data.store import SessionStore, StoreWriter, store_is_current
-from neds_framework.errors import NedsError
+from neds_framework.errors import NedsError, NedsRunError
+from neds_framework.modality import check_array
 from neds_framework.recipe import Recipe, make_converter
 
 
@@ -71,11 +72,47 @@ def _prepare(context) -> Path:
     if not settings.force and store_is_current(path, full_settings):
         print(f"prepare: {path} is current ({len(eids)} sessions); skipped")
         return path
+    declared = context.plugins.registries.modalities
     with StoreWriter(path, full_settings, framework_version=__version__) as writer:
         for eid in tqdm(eids, desc="prepare", unit="session", disable=not settings.progress, file=sys.stderr):
-            writer.add(source.prepare(eid))
+            session = add_declared_modalities(source.prepare(eid), source, context.recipe.data.source.name, declared)
+            check_session(session, declared, context.recipe.data.source.name)
+            writer.add(session)
     print_report(path)
     return path
+
+
+def add_declared_modalities(session, source, source_name: str, declared):
+    """The session with every declared modality that says how this source gets it
+    (`ModalitySpec.sources`) and that the source did not produce itself; one that reads None is
+    reported absent."""
+    for entry in declared:
+        how = entry.factory.sources.get(source_name)
+        if how is None or entry.name in session.modalities:
+            continue
+        try:
+            array = how.read(session, source)
+        except NedsError:
+            raise
+        except Exception as exc:  # someone else's reader: name it and the session
+            raise NedsRunError(f"{entry.provider}: modality '{entry.name}' could not be read for session {session.eid}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if array is None:
+            session.report.setdefault("absent", {})[entry.name] = "not recorded"
+        else:
+            session.modalities[entry.name] = array
+    return session
+
+
+def check_session(session, declared, source: str) -> None:
+    """Every modality a data source produced is declared by some plugin and has the declared shape
+    and values (`neds_framework.modality.check_array`), before anything is written."""
+    for name, array in session.modalities.items():
+        if name not in declared:
+            raise NedsError(f"data source '{source}' produced modality '{name}' for session {session.eid}, which no "
+                            f"plugin declares ({declared.unknown_message(name)}); register its ModalitySpec "
+                            "with neds_register_modalities")
+        check_array(session.eid, name, declared.get(name).factory, array, session.n_trials, session.n_neurons)
 
 
 def print_report(path: Path) -> None:

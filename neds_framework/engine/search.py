@@ -64,7 +64,7 @@ def _run_trial(config: dict, recipe_data: dict, recipe_path: str, trials_dir: st
     """One Tune trial (runs in a Ray worker process)."""
     from ray import tune
 
-    from neds_framework.cli import RunContext
+    from neds_framework.engine.context import RunContext
     from neds_framework.engine.train import train_model
     from neds_framework.plugins import get_plugins
 

@@ -128,8 +128,9 @@ class EvalSettings:
     heldout_fraction: float = 0.2  # co_smoothing: share of each session's neurons held out (fixed per session)
     forward_bins: int = 20  # forward: how many final bins are predicted
     intra_fraction: float = 0.5  # intra_region: share of a region hidden in each pass
-    # Trial fields whose unique combinations are the PSTH conditions (NEDS: block, choice, reward).
-    conditions: tuple[str, ...] = ("probabilityLeft", "choice", "feedbackType")
+    # Trial fields whose unique combinations are the PSTH conditions; empty: the ones the data
+    # source recorded in the store (session meta `psth_conditions`; ibl: block, choice, reward).
+    conditions: tuple[str, ...] = ()
     batch_size: int = 64
     save_predictions: bool = True
     figures: bool = True

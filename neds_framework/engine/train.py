@@ -40,19 +40,9 @@ from neds_framework.engine.tensorboard import NullWriter, open_writer
 from neds_framework.errors import NedsError
 from neds_framework.model.batch import Batch
 from neds_framework.model.build import build_model, component_settings
+from neds_framework.modality import modality_specs
 from neds_framework.model.eval_masks import decoding_masks, encoding_masks
 from neds_framework.recipe import dump_recipe
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", distributed.world().local_rank)
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NedsError(f"train.device: {name} requested but no CUDA device is available")
-    return device
-
 
 def session_features(store: SessionStore, modalities: list[str]) -> dict[str, dict[str, int]]:
     """eid -> modality -> input width of a bin, for the modalities the model uses."""
@@ -94,6 +84,7 @@ class Trainer:
     on_validate: object = None  # called with each validated epoch's row (rank 0)
     batches: StoreBatches | None = None
     regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
+    specs: dict = attrs.Factory(dict)  # modality -> ModalitySpec, the recipe's modalities
 
     # ------------------------------------------------------------------ construction
 
@@ -114,10 +105,11 @@ class Trainer:
         n_bins = store.info(store.eids[0]).n_bins
         registries = context.plugins.registries
         features = session_features(store, list(recipe.modalities))
+        specs = modality_specs(recipe.modalities, registries)
         if model is None:
             model = build_model(recipe, registries, features, n_bins)
-            calibrate_sessions(model, store, store.eids, list(recipe.modalities))
-        device = pick_device(settings.device)
+            calibrate_sessions(model, store, store.eids, specs)
+        device = distributed.pick_device(settings.device)
         model.to(device)
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
@@ -150,6 +142,7 @@ class Trainer:
         trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator, scaler)
         trainer.best = float("inf") if settings.minimise else float("-inf")
         trainer.world = world
+        trainer.specs = specs
         if world.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -212,8 +205,7 @@ class Trainer:
 
     def _batches(self, split: str, epoch: int, shuffle: bool):
         if self.batches is None:  # one reader for the run, so its session cache lasts across epochs
-            modalities = list(self.context.recipe.modalities)
-            self.batches = StoreBatches(self.store, modalities, cache_bytes=self.settings.cache_mb * 2**20)
+            self.batches = StoreBatches(self.store, self.specs, cache_bytes=self.settings.cache_mb * 2**20)
         keys = plan_epoch(self.store, split, self.settings.batch_size, self.context.recipe.run.seed, epoch, shuffle=shuffle)
         keys = shard(keys, self.world.rank, self.world.size)
         return keys, batch_loader(self.batches, keys, workers=self.settings.workers)
@@ -222,7 +214,7 @@ class Trainer:
         if eid not in self.regions:
             self.regions[eid] = region_codes(self.store, eid)[1].to(self.device)
         values = {k: v.to(self.device, non_blocking=True) for k, v in values.items()}
-        return Batch(session=eid, values=values, regions=self.regions[eid])
+        return Batch(session=eid, values=values, specs=self.specs, regions=self.regions[eid])
 
     def train_epoch(self) -> dict[str, float]:
         s = self.settings
@@ -302,8 +294,7 @@ class Trainer:
 
     def validation_metrics(self) -> dict[str, float]:
         """The recipe's metrics on the validation split, as val_<task>_<modality>_<metric> means over sessions."""
-        from neds_framework.engine.eval_stage import recipe_metrics
-        from neds_framework.engine.evaluate import evaluate_session, model_predictor, summarise
+        from neds_framework.engine.evaluate import evaluate_session, model_predictor, recipe_metrics, summarise
 
         recipe = self.context.recipe
         metrics = recipe_metrics(recipe, self.context.plugins.registries)
@@ -311,7 +302,7 @@ class Trainer:
         rows = []
         for eid in self.store.eids:
             if len(self.store.split(eid, "val")):
-                result = evaluate_session(predict, self.store, eid, list(recipe.modalities), metrics, "val",
+                result = evaluate_session(predict, self.store, eid, self.specs, metrics, "val",
                                           device=self.device, batch_size=max(self.settings.batch_size, 64), oracle=False)
                 rows.extend(result.rows())
         return {f"val_{task}_{modality}_{metric}": mean for task, modality, metric, mean, _, _ in summarise(rows)}

@@ -1,0 +1,70 @@
+"""CONTRIBUTING.md's plugin code, run as written: every Python block becomes a plugin package
+(named by its first line, ``# <package>/__init__.py``), and one run goes through prepare, train
+and eval with all of them, so each example is proven through the eval table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_blocks() -> dict[str, str]:
+    """package -> source of each ```python block of CONTRIBUTING.md."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    out = {}
+    for block in text.split("```python\n")[1:]:
+        code = block.split("```")[0]
+        first = code.splitlines()[0]
+        assert first.startswith("# ") and first.endswith("/__init__.py"), f"name the package on a block's first line: {first!r}"
+        out[first[2 : -len("/__init__.py")]] = code
+    return out
+
+
+def test_every_contributing_example_runs_through_eval(tmp_path):
+    blocks = python_blocks()
+    assert set(blocks) == {"my_plugin", "my_pupil", "first_bins"}
+    site = tmp_path / "site"
+    for package, code in blocks.items():
+        (site / package).mkdir(parents=True)
+        (site / package / "__init__.py").write_text(code)
+    info = site / "contributing_examples-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: contributing-examples\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[neds.plugins]\n" + "".join(f"{p} = {p}\n" for p in blocks))
+
+    recipe = tmp_path / "examples.yaml"
+    recipe.write_text(textwrap.dedent(f"""
+        extends: {ROOT / 'recipes' / 'quickstart.yaml'}
+        run: {{dir: {tmp_path / 'runs'}, name: examples}}
+        data:
+          store: {tmp_path / 'store.h5'}
+          source:
+            one: {{cache_dir: {tmp_path / 'cache'}}}
+            synthesize: {{sessions: 1, seed: 6, trials: 80, units: 24}}
+        model: {{layers: 1, hidden: 32, heads: 4, ffn: 64}}
+        modalities:
+          pupil: {{tokenizer: pupil, head: {{name: pupil_huber, delta: 0.5}}, weight: 1.0}}
+        masker: {{name: mixture, schemes: {{neds_multitask: 0.8, first_bins: 0.2}}, options: {{first_bins: {{bins: 3}}}}}}
+        metrics: [{{name: mae, scale: 2.0}}, r2, bits_per_spike, accuracy]
+        train: {{epochs: 2, progress: false, threads: 1}}
+        eval: {{figures: false, tensorboard: false}}
+        """))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    done = subprocess.run([str(Path(sys.executable).with_name("neds-run")), str(recipe)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import RunRecord
+
+    rows = read_table(RunRecord.load(tmp_path / "runs" / "examples"))
+    got = {(task, modality, metric): value for _, task, modality, metric, value in rows}
+    for key in [("decoding", "pupil", "mae"), ("decoding", "pupil", "r2"), ("decoding", "wheel", "mae"),
+                ("decoding", "choice", "accuracy"), ("encoding", "spikes", "bps")]:
+        assert key in got, (key, sorted(got))
