@@ -112,7 +112,7 @@ def test_glm_recovers_known_poisson_weights():
     g = torch.Generator().manual_seed(0)
     k, t, n = 2000, 10, 3
     values = {"wheel": torch.rand(k, t, generator=g), "choice": torch.randint(0, 2, (k,), generator=g)}
-    x = design(values, t)  # (K, T, F): wheel, choice one-hot, bin indicators
+    x = design(values, SPECS, t)  # (K, T, F): wheel, choice one-hot, bin indicators
     true_w = torch.zeros(x.shape[-1], n, dtype=torch.float64)
     true_w[0] = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)  # wheel gain per neuron
     rates = (x @ true_w - 1.0).exp()

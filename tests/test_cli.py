@@ -13,7 +13,7 @@ NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
 STAGE_PLUGIN = """
 import attrs
 from pathlib import Path
-from neds_framework import hookimpl
+from neds_framework.api import Masker, hookimpl
 
 @attrs.frozen
 class EchoSettings:
@@ -26,9 +26,13 @@ def echo(context):
 def neds_register_stages(register):
     register("echo", echo, settings=EchoSettings)
 
+class EchoMasker(Masker):
+    def __call__(self, batch, generator):
+        return {name: batch.full_mask(name, False) for name in batch.values}
+
 @hookimpl
 def neds_register_maskers(register):
-    register("echo_masker", object)
+    register("echo_masker", EchoMasker)
 """
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
+
+from tests.helpers import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,23 +38,14 @@ def test_every_contributing_example_runs_through_eval(tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: contributing-examples\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[neds.plugins]\n" + "".join(f"{p} = {p}\n" for p in blocks))
 
-    recipe = tmp_path / "examples.yaml"
-    recipe.write_text(textwrap.dedent(f"""
-        extends: {ROOT / 'recipes' / 'quickstart.yaml'}
-        run: {{dir: {tmp_path / 'runs'}, name: examples}}
-        data:
-          store: {tmp_path / 'store.h5'}
-          source:
-            one: {{cache_dir: {tmp_path / 'cache'}}}
-            synthesize: {{sessions: 1, seed: 6, trials: 80, units: 24}}
-        model: {{layers: 1, hidden: 32, heads: 4, ffn: 64}}
+    recipe = tiny_recipe(tmp_path, "examples", sessions=1, synth_seed=6, trials=80, model="{layers: 1, hidden: 32, heads: 4, ffn: 64}",
+                         extra="""
         modalities:
-          pupil: {{tokenizer: pupil, head: {{name: pupil_huber, delta: 0.5}}, weight: 1.0}}
-        masker: {{name: mixture, schemes: {{neds_multitask: 0.8, first_bins: 0.2}}, options: {{first_bins: {{bins: 3}}}}}}
-        metrics: [{{name: mae, scale: 2.0}}, r2, bits_per_spike, accuracy]
-        train: {{epochs: 2, progress: false, threads: 1}}
-        eval: {{figures: false, tensorboard: false}}
-        """))
+          pupil: {tokenizer: pupil, head: {name: pupil_huber, delta: 0.5}, weight: 1.0}
+        masker: {name: mixture, schemes: {neds_multitask: 0.8, first_bins: 0.2}, options: {first_bins: {bins: 3}}}
+        metrics: [{name: mae, scale: 2.0}, r2, bits_per_spike, accuracy]
+        eval: {figures: false, tensorboard: false}
+        """)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
     done = subprocess.run([str(Path(sys.executable).with_name("neds-run")), str(recipe)], capture_output=True,

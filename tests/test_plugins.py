@@ -170,23 +170,16 @@ def test_a_third_party_modality_runs_prepare_train_eval(installed_example, tmp_p
     from neds_framework.engine.eval_stage import read_table
     from neds_framework.engine.record import RunRecord
 
-    recipe = tmp_path / "pupil.yaml"
-    recipe.write_text(textwrap.dedent(f"""
-        extends: {ROOT / 'recipes' / 'quickstart.yaml'}
-        run: {{dir: {tmp_path / 'runs'}, name: pupil}}
-        data:
-          store: {tmp_path / 'store.h5'}
-          source:
-            one: {{cache_dir: {tmp_path / 'cache'}}}
-            synthesize: {{sessions: 1, seed: 4, trials: 80, units: 24}}
-        model: {{layers: 1, hidden: 32, heads: 4, ffn: 64}}
+    from tests.helpers import tiny_recipe
+
+    recipe = tiny_recipe(tmp_path, "pupil", sessions=1, synth_seed=4, trials=80, model="{layers: 1, hidden: 32, heads: 4, ffn: 64}",
+                         extra="""
         modalities:
-          pupil: {{tokenizer: dynamic, head: regression}}
-          reward: {{tokenizer: {{name: static, layout: expanded}}, head: {{name: classification, n_classes: 2}}}}
-        metrics: [{{name: example_mae, scale: 1.0}}, r2, accuracy, bits_per_spike]
-        train: {{epochs: 2, progress: false, threads: 1}}
-        eval: {{figures: false, tensorboard: false}}
-        """))
+          pupil: {tokenizer: dynamic, head: regression}
+          reward: {tokenizer: {name: static, layout: expanded}, head: {name: classification, n_classes: 2}}
+        metrics: [{name: example_mae, scale: 1.0}, r2, accuracy, bits_per_spike]
+        eval: {figures: false, tensorboard: false}
+        """)
     done = neds_run(str(recipe), pythonpath=installed_example, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = read_table(RunRecord.load(tmp_path / "runs" / "pupil"))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from neds_framework import cli
+from tests import helpers
 from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import OptimizerSettings, ScheduleSettings
@@ -27,25 +28,7 @@ pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test
 
 
 def tiny_recipe(folder: Path, epochs: int = 3) -> Path:
-    path = folder / "tiny.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            extends: {ROOT / 'recipes' / 'common' / 'neds_mm.yaml'}
-            stages: [prepare, train]
-            run: {{dir: {folder / 'runs'}, seed: 7}}
-            data:
-              store: {folder / 'store.h5'}
-              source:
-                name: ibl
-                one: {{mode: local, cache_dir: {folder / 'cache'}}}
-                synthesize: {{sessions: 2, seed: 1, trials: 60, units: 24}}
-            model: {{layers: 1, hidden: 16, heads: 2, ffn: 32}}
-            train: {{epochs: {epochs}, batch_size: 16, threads: 1, progress: false, optimizer: {{lr: 3.0e-3}}}}
-            """
-        )
-    )
-    return path
+    return helpers.tiny_recipe(folder, stages="[prepare, train]", seed=7, epochs=epochs)
 
 
 def test_optimisers_by_name():
