@@ -73,7 +73,7 @@ def _neds_run(workdir: Path, name: str, body: str, threads: int = 2) -> Path:
 
 
 def _rows(run_dir: Path) -> list[tuple]:
-    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import read_table
     from neds_framework.engine.record import RunRecord
 
     return read_table(RunRecord.load(run_dir))

@@ -2,8 +2,9 @@
 
 Hooks (`hookimpl`; the hook specifications are in `neds_framework.hookspecs`), the modality
 declaration (`ModalitySpec`), the interface of every registry (`Tokenizer`, `Head`, `Masker`,
-`DataSource`, `Metric`, `Command`; models and stages are plain callables), and the data they
-exchange (`Batch`, `Masks`, `Tokens`, `SessionData`, `BatchKey`, `StoreBatches`). Names here are
+`DataSource`, `Metric`, `Command`; models, stages and reporters are plain callables), and the
+data they exchange (`Batch`, `Masks`, `Tokens`, `SessionData`, `BatchKey`, `StoreBatches`,
+`EvalReport`). Names here are
 the public API: they keep their meaning across minor versions, where deeper modules may move.
 """
 
@@ -11,6 +12,7 @@ from neds_framework.atomic import atomic_path, atomic_write_text
 from neds_framework.contracts import Command, DataSource, Metric
 from neds_framework.data.batches import BatchKey, StoreBatches
 from neds_framework.data.session import SessionData
+from neds_framework.engine.reporting import EvalReport
 from neds_framework.errors import NedsError, NedsRunError
 from neds_framework.hookspecs import hookimpl
 from neds_framework.modality import ModalitySpec
@@ -26,6 +28,7 @@ __all__ = [
     "BatchKey",
     "Command",
     "DataSource",
+    "EvalReport",
     "Head",
     "Masker",
     "Masks",

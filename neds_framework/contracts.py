@@ -100,4 +100,5 @@ CHECKS = {
     "models": _callable("factory(settings, modalities) -> model"),
     "stages": _callable("factory(context)"),
     "commands": _attributes(Command, ("add_arguments", "run"), {"help": str}),
+    "reporters": _callable("factory(settings) -> reporter(report)"),
 }

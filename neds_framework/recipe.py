@@ -473,7 +473,7 @@ def structure_recipe(raw: RawRecipe, registries: Registries | None) -> Recipe:
     sections = {}
     for key, value in sections_raw.items():
         try:
-            sections[key] = _structure_section(conv, stage_registry.get(key), key, value)
+            sections[key] = _structure_section(conv, stage_registry.get(key), key, value, registries)
         except _STRUCTURE_ERRORS as exc:
             raise _error_from(raw, exc, (key,)) from None
 
@@ -501,12 +501,19 @@ def _error_from(raw: RawRecipe, exc: BaseException, prefix: KeyPath) -> NedsErro
     return _fail(raw, keypath, message)
 
 
-def _structure_section(conv: cattrs.Converter, entry, key: str, value: Any) -> Any:
+def _structure_section(conv: cattrs.Converter, entry, key: str, value: Any, registries: Registries | None = None) -> Any:
     if entry.settings is None:
         if value not in (None, {}):
             raise _StructureError(f"stage '{key}' takes no settings")
         return None
-    return conv.structure({} if value is None else value, entry.settings)
+    settings = conv.structure({} if value is None else value, entry.settings)
+    check_nested = getattr(settings, "check_nested", None)
+    if callable(check_nested) and registries is not None:
+        try:
+            check_nested(registries)
+        except SettingsError as exc:
+            raise _StructureError(str(exc), exc.keypath) from None
+    return settings
 
 
 def load_recipe(

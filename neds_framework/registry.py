@@ -19,7 +19,7 @@ from neds_framework.errors import NedsError
 #: data-flow order (DESIGN.md), then the two that extend the run itself: stages (prepare, train,
 #: ...) and extra `neds-run` sub-commands.
 COMPONENT_REGISTRIES = ("modalities", "data_sources", "tokenizers", "maskers", "heads", "metrics", "models")
-RUN_REGISTRIES = ("stages", "commands")
+RUN_REGISTRIES = ("stages", "commands", "reporters")
 REGISTRY_NAMES = COMPONENT_REGISTRIES + RUN_REGISTRIES
 
 # Singular nouns for messages ("unknown masker 'tmporal'").
@@ -33,6 +33,7 @@ _SINGULAR = {
     "models": "model",
     "stages": "stage",
     "commands": "command",
+    "reporters": "reporter",
 }
 
 

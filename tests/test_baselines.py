@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neds_framework import cli
-from neds_framework.engine.eval_stage import read_table
+from neds_framework.engine.record import read_table
 from neds_framework.engine.record import RunRecord
 from neds_framework.model.batch import Batch
 from neds_modalities.plugin import MODALITIES as SPECS

@@ -28,7 +28,7 @@ def python_blocks() -> dict[str, str]:
 
 def test_every_contributing_example_runs_through_eval(tmp_path):
     blocks = python_blocks()
-    assert set(blocks) == {"my_plugin", "my_pupil", "first_bins"}
+    assert set(blocks) == {"my_plugin", "my_pupil", "first_bins", "scores_csv"}
     site = tmp_path / "site"
     for package, code in blocks.items():
         (site / package).mkdir(parents=True)
@@ -44,7 +44,7 @@ def test_every_contributing_example_runs_through_eval(tmp_path):
           pupil: {tokenizer: pupil, head: {name: pupil_huber, delta: 0.5}, weight: 1.0}
         masker: {name: mixture, schemes: {neds_multitask: 0.8, first_bins: 0.2}, options: {first_bins: {bins: 3}}}
         metrics: [{name: mae, scale: 2.0}, r2, bits_per_spike, accuracy]
-        eval: {figures: false, tensorboard: false}
+        eval: {figures: false, reporters: [figures, scores_csv, tensorboard]}
         """)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
@@ -52,11 +52,18 @@ def test_every_contributing_example_runs_through_eval(tmp_path):
                           text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import read_table
     from neds_framework.engine.record import RunRecord
 
     rows = read_table(RunRecord.load(tmp_path / "runs" / "examples"))
     got = {(task, modality, metric): value for _, task, modality, metric, value in rows}
+    scores = (tmp_path / "runs" / "examples" / "scores_test.csv").read_text().splitlines()
+    assert scores[0] == "task,modality,metric,mean,sem,sessions" and any(",pupil,mae," in line for line in scores)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "runs" / "examples" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "scores/bps" in events.Tags()["images"]  # the tensorboard reporter logged the plugin's figure
     for key in [("decoding", "pupil", "mae"), ("decoding", "pupil", "r2"), ("decoding", "wheel", "mae"),
                 ("decoding", "choice", "accuracy"), ("encoding", "spikes", "bps")]:
         assert key in got, (key, sorted(got))

@@ -46,7 +46,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 
 
 def _table(record):
-    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import read_table
 
     return read_table(record)
 

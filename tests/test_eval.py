@@ -12,7 +12,7 @@ import torch
 
 from neds_framework import cli
 from neds_framework.data.store import SessionStore
-from neds_framework.engine.eval_stage import read_table
+from neds_framework.engine.record import read_table
 from neds_framework.engine.evaluate import evaluate_session, format_summary, recipe_metrics, summarise
 from neds_framework.modality import modality_specs
 from tests import helpers

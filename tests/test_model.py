@@ -403,7 +403,7 @@ def overfit_batch(tmp_path) -> Batch:
 
 
 def test_a_tiny_model_overfits_one_batch_of_generated_data(tmp_path):
-    from neds_framework.engine.train import flushed_denormals
+    from neds_framework.engine.stages.train import flushed_denormals
 
     with flushed_denormals(True):  # as the train stage runs on CPU
         _overfit(overfit_batch(tmp_path))

@@ -167,7 +167,7 @@ def test_a_third_party_modality_runs_prepare_train_eval(installed_example, tmp_p
     """The pip-installed example plugin declares pupil (per bin) and reward (per trial); the
     simulator writes the pupil through the plugin's hook, the ibl source reads both, and the
     model trains on them and the eval table scores them, the plugin's own metric included."""
-    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import read_table
     from neds_framework.engine.record import RunRecord
 
     from tests.helpers import tiny_recipe

@@ -236,7 +236,7 @@ def test_spikes_stored_in_smallest_unsigned_type(tmp_path, max_count, dtype):
 )
 def test_prepare_checks_each_modality_against_its_spec_before_writing(name, array, message):
     """Shapes and values come from the modality's spec (the writer narrows any integer array)."""
-    from neds_framework.engine.prepare import check_session
+    from neds_framework.engine.stages.prepare import check_session
     from neds_framework.errors import NedsError
     from tests.helpers import fake_registries
 

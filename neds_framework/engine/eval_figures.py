@@ -1,14 +1,13 @@
 """Which figures an evaluation draws, from its results (the drawing is in `figures`).
 
-Per run: training curves. Per session (the first few): predicted vs true traces of each dynamic
-behaviour (decoding), predicted vs true PSTHs of the best-predicted neurons (encoding), a
-confusion matrix per per-trial variable (decoding), and the per-neuron bits-per-spike histogram
-against the oracle where there is ground truth. Each goes to a PNG and to TensorBoard.
+Per run: training curves. Per session (the first few): predicted vs true traces of each per-bin
+behaviour (decoding), predicted vs true PSTHs of the best-predicted neurons of each count
+modality (encoding), a confusion matrix per class variable (decoding), and the per-neuron
+bits-per-spike histogram against the oracle where there is ground truth. The `figures` reporter
+writes them as PNGs and the `tensorboard` reporter logs them (`engine.reporters`).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -17,16 +16,13 @@ from neds_framework.engine.evaluate import SessionResult
 from neds_framework.engine.record import RunRecord
 
 
-def write_figures(folder: Path, record: RunRecord, results: list[SessionResult], specs: dict, bin_size: float,
-                  top: int, writer) -> list[Path]:
-    """The figures of an evaluation; ``specs`` (modality -> ModalitySpec) says which figure fits which modality."""
-    written: list[Path] = []
+def draw_figures(record: RunRecord, results: list[SessionResult], specs: dict, bin_size: float, top: int):
+    """(name, figure) of an evaluation; ``specs`` (modality -> ModalitySpec) says which figure fits which modality."""
+    out: list = []
 
     def emit(figure, name: str) -> None:
-        if figure is None:
-            return
-        written.append(fig.save_png(figure, folder / f"{name}.png"))
-        writer.add_figure(name, figure, 0, close=False)
+        if figure is not None:
+            out.append((name, figure))
 
     counted = [name for name, spec in specs.items() if spec.values == "counts" and spec.element_masked]
     emit(fig.training_curves(record.history), "training_curves")
@@ -56,4 +52,4 @@ def write_figures(folder: Path, record: RunRecord, results: list[SessionResult],
             if bps is not None:
                 emit(fig.bps_histogram(bps, oracle.arrays.get("bps_per_neuron") if oracle is not None else None),
                      f"{short}/encoding_bps{suffix}")
-    return written
+    return out

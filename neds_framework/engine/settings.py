@@ -133,10 +133,12 @@ class EvalSettings:
     conditions: tuple[str, ...] = ()
     batch_size: int = 64
     save_predictions: bool = True
-    figures: bool = True
+    # What the evaluation writes beside run.h5, in order: registered reporters (neds_register_reporters).
+    reporters: tuple[str, ...] = ("figures", "tensorboard")
+    figures: bool = True  # false: skip the figures reporter
     figure_sessions: int = 2  # sessions that get per-session figures (the first ones)
     top_neurons: int = 6  # neurons shown in the PSTH figure
-    tensorboard: bool = True
+    tensorboard: bool = True  # false: skip the tensorboard reporter
     threads: int = 0
     device: str = "auto"
 
@@ -148,6 +150,14 @@ class EvalSettings:
             raise NedsError(f"eval.split: expected train, val or test, got {self.split!r}")
         if self.batch_size < 1:
             raise NedsError("eval.batch_size: must be at least 1")
+
+    def check_nested(self, registries) -> None:
+        """Every reporter is registered (called by the recipe, so `validate` reports it)."""
+        from neds_framework.recipe import SettingsError
+
+        for i, name in enumerate(self.reporters):
+            if name not in registries.reporters:
+                raise SettingsError(registries.reporters.unknown_message(name), ("reporters", i))
 
 
 #: Distributions a search space may use, as `{kind: arguments}` (Ray Tune's sampling functions).

@@ -26,9 +26,9 @@ def session_parameters(model: torch.nn.Module, sessions: set[str]) -> list[str]:
 def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
     """The pretrained model with layers for every store session it lacks (frozen as asked)."""
     from neds_framework.data.store import SessionStore
-    from neds_framework.engine.prepare import store_path
+    from neds_framework.engine.stages.prepare import store_path
     from neds_framework.engine.calibrate import calibrate_sessions
-    from neds_framework.engine.train import session_features
+    from neds_framework.engine.stages.train import session_features
     from neds_framework.engine.trained import load_trained_model, model_sessions
     from neds_framework.modality import modality_specs
 
@@ -59,7 +59,7 @@ def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
 
 
 def run_finetune(context) -> Path:
-    from neds_framework.engine.train import train_model
+    from neds_framework.engine.stages.train import train_model
 
     settings: FinetuneSettings | None = context.recipe.section("finetune")
     if settings is None:

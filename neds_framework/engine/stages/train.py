@@ -33,7 +33,7 @@ from neds_framework.data.store import SessionStore
 from neds_framework.engine import distributed
 from neds_framework.engine.calibrate import calibrate_sessions
 from neds_framework.engine.optim import build_optimizer, build_schedule
-from neds_framework.engine.prepare import store_path
+from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import TrainSettings
 from neds_framework.engine.tensorboard import NullWriter, open_writer

@@ -8,7 +8,7 @@ and the object it returns has
     predict(batch, masks)         -> dict    what `Head.predict` would give, for hidden modalities
 
 The stage fits it on every session of the store and hands `predict` to the same evaluation as
-the eval stage (`eval_stage.evaluate_and_report`), so baselines and NEDS are scored by the same
+the eval stage (`stages.evaluate.evaluate_and_report`), so baselines and NEDS are scored by the same
 metric plugins, on the same splits and masks, into the same run.h5 layout.
 """
 
@@ -26,8 +26,8 @@ from neds_framework.model.build import component_settings
 def run_fit(context) -> Path | None:
     from neds_framework.data.store import SessionStore
     from neds_framework.engine import distributed
-    from neds_framework.engine.eval_stage import evaluate_and_report
-    from neds_framework.engine.prepare import store_path
+    from neds_framework.engine.stages.evaluate import evaluate_and_report
+    from neds_framework.engine.stages.prepare import store_path
 
     if not distributed.world().main:
         return None

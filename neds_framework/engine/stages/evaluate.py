@@ -6,7 +6,8 @@ of the store the model knows (`neds_framework.engine.evaluate`), and writes:
 - into run.h5, under ``eval/<split>/``: a long ``table`` (session, task, modality, metric,
   value) and, per session, task and modality, the scalar scores, per-neuron scores, and (with
   ``save_predictions``) the predictions, targets and trial indices;
-- PNG figures under ``figures/`` and the same figures, the mean scores and the run's
+- whatever the reporters of ``eval.reporters`` write (`engine.reporting`): by default PNG
+  figures under ``figures/`` and the same figures, the mean scores and the run's
   hyper-parameters to TensorBoard;
 - the summary table (mean ± s.e.m. over sessions) on standard output.
 """
@@ -30,10 +31,10 @@ from neds_framework.engine.evaluate import (
     summarise,
 )
 from neds_framework.engine.distributed import pick_device
-from neds_framework.engine.prepare import store_path
-from neds_framework.engine.record import RunRecord
+from neds_framework.engine.stages.prepare import store_path
+from neds_framework.engine.record import RunRecord, table_arrays
 from neds_framework.engine.settings import EvalSettings
-from neds_framework.engine.tensorboard import open_writer
+from neds_framework.engine.reporting import EvalReport, run_reporters
 from neds_framework.engine.trained import load_trained_model, run_recipe_of
 from neds_framework.errors import NedsError
 from neds_framework.modality import modality_specs
@@ -52,30 +53,6 @@ def result_arrays(result: SessionResult, save_predictions: bool) -> dict[str, di
                 arrays["target"] = scored.target
             groups[f"{task}/{modality}"] = arrays
     return groups
-
-
-def table_arrays(rows: list[tuple[str, str, str, str, float]]) -> dict[str, np.ndarray]:
-    columns = list(zip(*rows)) if rows else [(), (), (), (), ()]
-    names = ("session", "task", "modality", "metric")
-    out = {name: np.asarray(col, dtype=str) for name, col in zip(names, columns[:4])}
-    out["value"] = np.asarray(columns[4], dtype=np.float64)
-    return out
-
-
-def read_table(record: RunRecord, split: str = "test") -> list[tuple[str, str, str, str, float]]:
-    """The long table of a record's evaluation (empty when the run was not evaluated)."""
-    table = record.results.get(f"eval/{split}/table")
-    if not table or "value" not in table:
-        return []
-    return list(
-        zip(
-            table["session"].tolist(),
-            table["task"].tolist(),
-            table["modality"].tolist(),
-            table["metric"].tolist(),
-            table["value"].astype(float).tolist(),
-        )
-    )
 
 
 def run_eval(context) -> Path | None:
@@ -145,37 +122,10 @@ def evaluate_and_report(context, predict, store, eids: list[str], specs: dict, s
     record.save()
 
     summary = summarise(rows)
-    writer = open_writer(context.run_dir, settings.tensorboard)
-    try:
-        for task, modality, metric, mean, _, _ in summary:
-            writer.add_scalar(f"eval_{settings.split}/{task}/{modality}/{metric}", mean, 0)
-        if settings.figures:
-            from neds_framework.engine.eval_figures import write_figures
-
-            bin_size = float(store.info(eids[0]).meta.get("bin_size", 0.02))
-            write_figures(Path(context.run_dir) / "figures", record, results[: settings.figure_sessions], specs,
-                          bin_size, settings.top_neurons, writer)
-        _log_hparams(writer, recipe, summary)
-    finally:
-        writer.close()
+    bin_size = float(store.info(eids[0]).meta.get("bin_size", 0.02))
+    report = EvalReport(Path(context.run_dir), record, results, specs, summary, recipe, settings, settings.split, bin_size)
+    run_reporters(report, context.plugins.registries)
 
     print_skipped(results)
     print(format_summary(summary, title=f"evaluation on the {settings.split} split of {len(eids)} session(s) (run {context.run_dir})"))
     return record.path
-
-
-def _log_hparams(writer, recipe: Recipe, summary) -> None:
-    """The run's main settings beside its mean scores, for TensorBoard's HPARAMS tab."""
-    hparams = {"seed": recipe.run.seed}
-    model = getattr(recipe.model, "config", None)
-    for key in ("layers", "hidden", "heads", "ffn", "dropout", "mode"):
-        if hasattr(model, key):
-            hparams[f"model.{key}"] = getattr(model, key)
-    train = recipe.section("train")
-    if train is not None:
-        hparams.update({"train.lr": train.optimizer.lr, "train.batch_size": train.batch_size, "train.epochs": train.epochs})
-    if recipe.masker is not None:
-        hparams["masker"] = recipe.masker.name
-    metrics = {f"hparam/{task}/{modality}/{metric}": mean for task, modality, metric, mean, _, _ in summary if np.isfinite(mean)}
-    if metrics:
-        writer.add_hparams(hparams, metrics, run_name="hparams")
