@@ -9,7 +9,7 @@ accuracy, wheel R2. Arms differ in one setting each:
     expanded, attention dropout 0    (the reference's n_bins tokens per static variable: the default)
     compact, attention dropout 0.4   (the reference's attention dropout)
 
-    python benchmarks/bench_model_choices.py [--quick]     # full: about 30 minutes on one core
+    python -m benchmarks.bench_model_choices [--quick]     # full: about 30 minutes on one core
 
 Writes benchmarks/results/model_choices.{json,md}. When generated IBL sessions can be read from
 the store, `handmade_session` is the one function to replace.
@@ -35,8 +35,7 @@ from neds_modalities.plugin import MODALITIES as SPECS
 
 FIVE = ("spikes", "wheel", "whisker", "choice", "block")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_results  # noqa: E402
+from ._results import write_results
 
 ARMS = {
     "compact, attention dropout 0": ("compact", 0.0),

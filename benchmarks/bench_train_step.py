@@ -14,8 +14,8 @@ Model FLOPs per trial are counted by torch's FlopCounterMode over one step (forw
 matmuls and attention); utilisation = achieved FLOP/s over the best measured fp32 matmul rate
 (the ceiling) on the same threads.
 
-    python benchmarks/bench_train_step.py            # full: about 3 minutes on 2 cores
-    python benchmarks/bench_train_step.py --quick    # CI smoke run: a few seconds per config
+    python -m benchmarks.bench_train_step            # full: about 3 minutes on 2 cores
+    python -m benchmarks.bench_train_step --quick    # CI smoke run: a few seconds per config
 
 Writes benchmarks/results/train_step.{json,md} (the quick run writes *_quick.*).
 """
@@ -43,8 +43,7 @@ from neds_modalities.plugin import MODALITIES as SPECS
 
 FIVE = ("spikes", "wheel", "whisker", "choice", "block")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
+from ._results import machine, write_results
 
 REFERENCE_TRIALS_PER_S = 3.15  # neds-facts.md §11, same size, same threads
 REFERENCE_GFLOP_PER_TRIAL = 12.0

@@ -110,10 +110,7 @@ import torch
 from neds_framework.atomic import atomic_write_text
 from neds_framework.errors import NedsError
 
-try:  # as `python -m benchmarks.reference`, or imported as `benchmarks.reference`
-    from ._results import machine
-except ImportError:  # imported as a top-level module with benchmarks/ on sys.path (the suite's way)
-    from _results import machine
+from ._results import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
