@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 from iblutil.numerical import bincount2D

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -15,12 +15,11 @@ Writes benchmarks/results/prepare.{json,md} (the quick run writes *_quick.*).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 from ._results import machine, write_results
-from .bench_scale import run  (one mm_large + generated-overlay process, wall and peak RSS)
+from .bench_scale import run  # one mm_large + generated-overlay process, wall and peak RSS
 
 
 def main(argv=None) -> int:

@@ -50,7 +50,7 @@ def neds_run(workdir: Path, path: Path, *sets: str) -> float:
 
 def held_out_scores(run_dir: Path) -> dict:
     from neds_framework.engine.record import read_table
-    from neds_framework.engine.evaluate import summarise
+    from neds_framework.engine.eval_tables import summarise
     from neds_framework.engine.record import RunRecord
 
     summary = summarise(read_table(RunRecord.load(run_dir)))

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import attrs
 
 from neds_framework import __version__
 from neds_framework.atomic import atomic_write_text

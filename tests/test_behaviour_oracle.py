@@ -14,7 +14,8 @@ import pytest
 
 from neds_framework.data.store import SessionStore
 from neds_framework.data.store_write import StoreWriter
-from neds_framework.engine.evaluate import evaluate_session, format_summary, summarise
+from neds_framework.engine.eval_tables import format_summary, summarise
+from neds_framework.engine.evaluate import evaluate_session
 from neds_framework.plugins import get_plugins
 from neds_ibl.one_connect import OneSettings
 from neds_ibl.source import IblSettings, IblSource
@@ -202,7 +203,7 @@ def test_oracle_behaviour_is_scored_after_oracle_and_between_a_psth_and_the_orac
 
 
 def test_task_order_puts_each_oracle_after_its_task():
-    from neds_framework.engine.evaluate import _task_order
+    from neds_framework.engine.eval_tables import _task_order
 
     names = ["decoding", "oracle_co_smoothing", "oracle_behaviour", "co_smoothing", "oracle", "decode_block", "encoding",
              "oracle_forward", "forward"]

@@ -13,7 +13,8 @@ import torch
 from neds_framework import cli
 from neds_framework.data.store import SessionStore
 from neds_framework.engine.record import read_table
-from neds_framework.engine.evaluate import evaluate_session, format_summary, recipe_metrics, summarise
+from neds_framework.engine.eval_tables import format_summary, summarise
+from neds_framework.engine.evaluate import evaluate_session, recipe_metrics
 from neds_framework.modality import modality_specs
 from tests import helpers
 from neds_framework.engine.record import RunRecord

@@ -25,8 +25,6 @@ consume (`Head.predict`): the trained model is one, the oracle and baselines are
 from __future__ import annotations
 
 import contextlib
-import sys
-import zlib
 from typing import Callable, Iterable
 
 import attrs
@@ -35,12 +33,11 @@ import torch
 
 from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes
 from neds_framework.data.store import SessionStore
-from neds_framework.engine.settings import TASKS
+from neds_framework.engine.eval_tasks import SPIKE_TASKS, TaskOptions, expand_tasks, task_passes
 from neds_framework.errors import NedsError
 from neds_framework.modality import ModalitySpec
-from neds_framework.model.build import component_settings
 from neds_framework.model.batch import Batch, Masks, is_static
-from neds_framework.model.eval_masks import decoding_masks, encoding_masks, variable_decoding_masks
+from neds_framework.model.build import component_settings
 from neds_framework.stats import nanmean_or_nan
 
 Predictor = Callable[[Batch, Masks], dict]
@@ -71,88 +68,6 @@ class SessionResult:
             for modality, scored in by_modality.items()
             for metric, value in scored.scalars.items()
         ]
-
-
-# --------------------------------------------------------------------------- what to hide
-
-
-@attrs.frozen
-class TaskOptions:
-    """Shapes of the masking-scheme evaluations (eval settings of the same names)."""
-
-    heldout_fraction: float = 0.2  # co_smoothing: share of each session's neurons held out
-    forward_bins: int = 20  # forward: the last bins predicted from the earlier ones
-    intra_fraction: float = 0.5  # intra_region: share of a region hidden per pass
-
-
-#: Tasks that hide part of each element-masked modality (spikes) and score the hidden part only.
-SPIKE_TASKS = ("co_smoothing", "forward", "inter_region", "intra_region")
-
-
-def heldout_neurons(eid: str, n: int, fraction: float) -> torch.Tensor:
-    """(N,) bool: the session's co-smoothing neurons, fixed by the eid (never by the batch)."""
-    k = min(max(1, round(n * fraction)), n - 1) if n > 1 else n
-    rng = np.random.default_rng(zlib.crc32(eid.encode()))
-    out = torch.zeros(n, dtype=torch.bool)
-    out[torch.from_numpy(rng.permutation(n)[:k])] = True
-    return out
-
-
-def _element_passes(task: str, batch: Batch, name: str, options: TaskOptions) -> list[torch.Tensor]:
-    """The (B, T, N) masks of an element task on one modality; each neuron/bin is hidden in some pass."""
-    value = batch.values[name]
-    b, t, n = value.shape
-    device = value.device
-    if task == "forward":
-        h = min(max(options.forward_bins, 1), t - 1)
-        return [(torch.arange(t, device=device) >= t - h).view(1, t, 1).expand(b, t, n)]
-    if task == "co_smoothing":
-        return [heldout_neurons(batch.session, n, options.heldout_fraction).to(device).view(1, 1, n).expand(b, t, n)]
-    codes = batch.regions
-    if codes is None or codes.numel() != n:
-        raise NedsError(f"evaluation task '{task}' needs the region of each neuron of session '{batch.session}'")
-    neuron_sets = []
-    for region in torch.unique(codes):
-        members = codes == region
-        if task == "inter_region":
-            neuron_sets.append(members)
-            continue
-        # intra_region: the region in parts, each hidden while the rest of it stays visible.
-        rank = members.long().cumsum(0) - 1  # position of a member within its region
-        size = int(members.sum())
-        parts = max(2, round(1 / options.intra_fraction)) if size > 1 else 1
-        neuron_sets += [members & (rank % parts == p) for p in range(parts)]
-    return [s.view(1, 1, n).expand(b, t, n) for s in neuron_sets if bool(s.any())]
-
-
-def task_passes(task: str, batch: Batch, options: TaskOptions = TaskOptions()) -> list[Masks]:
-    """The masks of each forward pass of an evaluation task."""
-    if task == "encoding":
-        return [encoding_masks(batch)]
-    if task == "decoding":
-        return [decoding_masks(batch)]
-    if task.startswith("decode_"):
-        return [variable_decoding_masks(batch, task[len("decode_"):])]
-    if task in SPIKE_TASKS:
-        element = [name for name in batch.values if batch.specs[name].element_masked and batch.values[name].dim() == 3]
-        if not element:
-            raise NedsError(f"evaluation task '{task}' needs a modality masked per element (ModalitySpec masking 'element')")
-        shown = {name: batch.full_mask(name, False) for name in batch.values}
-        return [{**shown, name: mask} for name in element for mask in _element_passes(task, batch, name, options)]
-    raise NedsError(f"unknown evaluation task '{task}'; known: encoding, decoding, decode_<variable>, {', '.join(SPIKE_TASKS)}")
-
-
-def expand_tasks(tasks: Iterable[str], specs: dict[str, ModalitySpec]) -> list[str]:
-    """The recipe's task names with `variables` expanded to one ``decode_<name>`` per behaviour."""
-    out = []
-    for task in tasks:
-        if task == "variables":
-            out.extend(f"decode_{name}" for name, spec in specs.items() if not spec.neural)
-        elif task in ("encoding", "decoding") or task in SPIKE_TASKS:
-            out.append(task)
-        else:
-            raise NedsError(f"eval.tasks: unknown task '{task}'; choose from {', '.join(TASKS)}")
-    return out
 
 
 def recipe_metrics(recipe, registries) -> dict[str, object]:
@@ -350,66 +265,3 @@ def evaluate_session(
                 for i, region in enumerate(names):
                     result.scalars[f"bps_region_{region}"] = nanmean_or_nan(per_neuron[codes_np == i])
     return SessionResult(eid=eid, trials=trials, tasks=scored, conditions=labels, skipped=tuple(skipped))
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def summarise(rows: list[tuple[str, str, str, str, float]]) -> list[tuple[str, str, str, float, float, int]]:
-    """(task, modality, metric, mean, s.e.m., n sessions) over sessions; NaN values left out."""
-    groups: dict[tuple[str, str, str], list[float]] = {}
-    for _, task, modality, metric, value in rows:
-        groups.setdefault((task, modality, metric), []).append(value)
-    out = []
-    for (task, modality, metric), values in groups.items():
-        v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        mean = float(v.mean()) if v.size else float("nan")
-        sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
-        out.append((task, modality, metric, mean, sem, int(v.size)))
-    return sorted(out, key=lambda r: (*_task_order(r[0]), r[0], r[1], r[2]))
-
-
-#: Oracles scored on every spike (the ceilings of encoding), in the order they follow `encoding`.
-WHOLE_ORACLES = ("oracle", "oracle_behaviour")
-
-
-def _task_order(task: str) -> tuple[int, int]:
-    """Each prediction task followed by its oracle; encoding tasks before decoding ones.
-
-    `encoding` is followed by `oracle` then `oracle_behaviour`; a spike task `<t>` by `oracle_<t>`.
-    """
-    order = {"encoding": 0, "co_smoothing": 1, "forward": 2, "inter_region": 3, "intra_region": 4, "decoding": 5}
-    if task in WHOLE_ORACLES:
-        return order["encoding"], 1 + WHOLE_ORACLES.index(task)
-    return order.get(task.removeprefix("oracle_"), 6), int(task.startswith("oracle_"))
-
-
-def format_summary(summary: list[tuple[str, str, str, float, float, int]], title: str = "") -> str:
-    """The summary as an aligned text table (what the eval stage and `neds-run inspect` print)."""
-    header = ("task", "modality", "metric", "mean", "± s.e.m.", "sessions")
-    lines = [
-        (task, modality, metric, _number(mean), "" if np.isnan(sem) else _number(sem), str(n))
-        for task, modality, metric, mean, sem, n in summary
-    ]
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    right = {3, 4, 5}
-
-    def fmt(row):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    body = [fmt(header), rule, *(fmt(r) for r in lines)]
-    if title:
-        body.insert(0, title)
-    return "\n".join(body)
-
-
-def _number(value: float) -> str:
-    return "nan" if np.isnan(value) else f"{value:.4f}"
-
-
-def print_skipped(results: list[SessionResult], file=sys.stderr) -> None:
-    reasons = sorted({why for r in results for why in r.skipped})
-    for why in reasons:
-        print(f"note: not scored: {why}", file=file)

@@ -20,17 +20,10 @@ import numpy as np
 import torch
 
 from neds_framework import __version__
-from neds_framework.engine.evaluate import (
-    SessionResult,
-    TaskOptions,
-    evaluate_session,
-    format_summary,
-    model_predictor,
-    print_skipped,
-    recipe_metrics,
-    summarise,
-)
 from neds_framework.engine.distributed import pick_device
+from neds_framework.engine.eval_tables import format_summary, print_skipped, summarise
+from neds_framework.engine.eval_tasks import TaskOptions
+from neds_framework.engine.evaluate import SessionResult, evaluate_session, model_predictor, recipe_metrics
 from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord, table_arrays
 from neds_framework.engine.settings import EvalSettings

@@ -294,7 +294,8 @@ class Trainer:
 
     def validation_metrics(self) -> dict[str, float]:
         """The recipe's metrics on the validation split, as val_<task>_<modality>_<metric> means over sessions."""
-        from neds_framework.engine.evaluate import evaluate_session, model_predictor, recipe_metrics, summarise
+        from neds_framework.engine.eval_tables import summarise
+        from neds_framework.engine.evaluate import evaluate_session, model_predictor, recipe_metrics
 
         recipe = self.context.recipe
         metrics = recipe_metrics(recipe, self.context.plugins.registries)
