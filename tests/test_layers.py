@@ -12,7 +12,8 @@ LAYERS = [
     ("neds_framework.api",),  # the public facade over everything below
     ("neds_framework.cli",),
     ("neds_framework.engine",),
-    ("neds_framework.model", "neds_framework.recipe", "neds_framework.plugins", "neds_framework.contracts"),
+    ("neds_framework.model", "neds_framework.recipe", "neds_framework.recipe_schema", "neds_framework.recipe_merge",
+     "neds_framework.recipe_structure", "neds_framework.plugins", "neds_framework.contracts"),
     ("neds_framework.data", "neds_framework.registry", "neds_framework.modality"),
     ("neds_framework.errors", "neds_framework.atomic", "neds_framework.hookspecs", "neds_framework.stats",
      "neds_framework"),
