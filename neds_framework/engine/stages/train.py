@@ -114,28 +114,8 @@ class Trainer:
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
         masker = registries.maskers.get(recipe.masker.name).factory(component_settings(recipe.masker, registries))
-        scale = {"none": 1.0, "linear": float(world.size), "sqrt": world.size**0.5}[settings.lr_scaling]
-        optimizer_settings = attrs.evolve(settings.optimizer, lr=settings.optimizer.lr * scale)
-        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optimizer_settings)
-        per_rank = len(shard(plan_epoch(store, "train", settings.batch_size, recipe.run.seed, 0), world.rank, world.size))
-        steps = settings.epochs * -(-per_rank // settings.accumulate)
-        if settings.max_steps:
-            steps = min(steps, settings.max_steps)
-        schedule = build_schedule(optimizer, settings.schedule, steps)
-        record = RunRecord(context.run_dir)
-        record.meta.update(
-            recipe=dump_recipe(recipe),
-            framework_version=__version__,
-            plugins={p.name: f"{p.distribution} {p.version}" for p in context.plugins.plugins},
-            seed=recipe.run.seed,
-            store_hash=store.settings_hash,
-            torch_version=torch.__version__,
-            # What `engine.trained` needs to rebuild this model: its sessions and their widths.
-            model_sessions=_model_sessions(model, features),
-            n_bins=n_bins,
-            world_size=world.size,
-            lr_effective=optimizer_settings.lr,
-        )
+        optimizer, schedule, lr = _optimisation(model, settings, store, recipe.run.seed, world)
+        record = _new_record(context, store, model, features, n_bins, world, lr)
         # Each rank draws its own masks; rank 0's stream is the single-process one.
         generator = torch.Generator().manual_seed(recipe.run.seed + 1_000_003 * world.rank)
         scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
@@ -144,13 +124,7 @@ class Trainer:
         trainer.world = world
         trainer.specs = specs
         if world.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # Batches of different sessions leave other sessions' layers unused on a rank.
-            trainer.forward = DistributedDataParallel(
-                _LossAndOutput(model), device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
+            trainer.forward = _distributed(model, device)
         return trainer
 
     # ------------------------------------------------------------------ checkpoints
@@ -409,3 +383,45 @@ def train_model(context, settings: TrainSettings | None = None, model: torch.nn.
 
 def run_train(context) -> Path:
     return train_model(context).record.path
+
+
+def _optimisation(model, settings: TrainSettings, store, seed: int, world):
+    """(optimiser over the trainable parameters, its schedule over the run's steps, the
+    effective learning rate after ``lr_scaling`` for the number of processes)."""
+    scale = {"none": 1.0, "linear": float(world.size), "sqrt": world.size**0.5}[settings.lr_scaling]
+    optimizer_settings = attrs.evolve(settings.optimizer, lr=settings.optimizer.lr * scale)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optimizer_settings)
+    per_rank = len(shard(plan_epoch(store, "train", settings.batch_size, seed, 0), world.rank, world.size))
+    steps = settings.epochs * -(-per_rank // settings.accumulate)
+    if settings.max_steps:
+        steps = min(steps, settings.max_steps)
+    return optimizer, build_schedule(optimizer, settings.schedule, steps), optimizer_settings.lr
+
+
+def _new_record(context, store, model, features, n_bins: int, world, lr: float) -> RunRecord:
+    """The run record, with what reproduces and rebuilds the run in its meta."""
+    recipe = context.recipe
+    record = RunRecord(context.run_dir)
+    record.meta.update(
+        recipe=dump_recipe(recipe),
+        framework_version=__version__,
+        plugins={p.name: f"{p.distribution} {p.version}" for p in context.plugins.plugins},
+        seed=recipe.run.seed,
+        store_hash=store.settings_hash,
+        torch_version=torch.__version__,
+        # What `engine.trained` needs to rebuild this model: its sessions and their widths.
+        model_sessions=_model_sessions(model, features),
+        n_bins=n_bins,
+        world_size=world.size,
+        lr_effective=lr,
+    )
+    return record
+
+
+def _distributed(model, device):
+    """The model under DistributedDataParallel (as a loss-and-output module)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Batches of different sessions leave other sessions' layers unused on a rank.
+    return DistributedDataParallel(_LossAndOutput(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
