@@ -109,3 +109,37 @@ def test_plugins_and_contributing_import_the_core_only_through_the_api():
                           if a.name.split(".")[0] == "neds_framework" and a.name != "neds_framework.api"]
     assert not wrong, wrong
     assert len(blocks) >= 3
+
+
+def test_the_core_names_no_modality():
+    """No built-in modality name in the core's code (docstrings and comments aside): what the core
+    knows about a modality comes from its ModalitySpec. Ray Tune's ``choice`` sampler is not the
+    modality of that name."""
+    import io
+    import re
+    import tokenize
+
+    from neds_modalities.plugin import MODALITIES
+
+    pattern = re.compile(r"\b(" + "|".join(MODALITIES) + r")\b")
+    allowed = {("engine/stages/search.py", "choice"), ("engine/settings.py", "choice")}
+    found = []
+    for path in CORE.rglob("*.py"):
+        source = path.read_text()
+        tree = ast.parse(source)
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)
+                      and isinstance(n.body[0].value.value, str)}
+        doc_lines = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Constant) and id(n) in docstrings:
+                doc_lines.update(range(n.lineno, n.end_lineno + 1))
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE) or tok.start[0] in doc_lines:
+                continue
+            for name in pattern.findall(tok.string):
+                where = str(path.relative_to(CORE))
+                if (where, name) not in allowed:
+                    found.append(f"{where}:{tok.start[0]}: {name}")
+    assert not found, found

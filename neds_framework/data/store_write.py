@@ -114,7 +114,7 @@ class StoreWriter:
     def add(self, session: SessionData) -> None:
         """Write one session now."""
         if self._file is None:
-            raise RuntimeError("StoreWriter.add is only valid inside its `with` block")
+            raise RuntimeError("StoreWriter.add is only valid inside its `with` statement")
         sessions = self._file["sessions"]
         _check_eid(session.eid, sessions)
         try:
