@@ -152,7 +152,9 @@ def cmd_plugins(argv: Sequence[str]) -> int:
         print(f"{kind} ({len(registry)}):")
         for entry in registry:
             prov = entry.provider
-            print(f"  {entry.name:<22} {prov.plugin:<18} {prov.distribution} {prov.version}")
+            what = getattr(entry.factory, "describe", None)
+            detail = f"  ({what()})" if kind == "modalities" and callable(what) else ""
+            print(f"  {entry.name:<22} {prov.plugin:<18} {prov.distribution} {prov.version}{detail}")
     return 0
 
 

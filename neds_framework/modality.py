@@ -92,6 +92,12 @@ class ModalitySpec:
     def element_masked(self) -> bool:
         return self.masking == "element"
 
+    def describe(self) -> str:
+        """One line: what the modality is, and where it comes from (`neds-run plugins`)."""
+        values = f"{self.n_classes} classes" if self.values == "classes" else self.values
+        what = f"{self.role}, {self.timing.replace('_', ' ')}, {values}, {self.masking} masks, metrics '{self.metric_kind}'"
+        return what + (f": {self.source}" if self.source else "")
+
     @property
     def dtype(self) -> np.dtype:
         """What batches hold: int64 class labels, float32 for everything else."""
