@@ -100,7 +100,7 @@ def neds_register_reporters(register):
 
     Called once at plugin load. A reporter is built as ``factory(settings_or_None)`` and called
     as ``reporter(report)`` by the eval and fit stages, once per evaluation, for each name in
-    ``eval.reporters`` (default ``[figures, tensorboard]``, both built-ins registered this way),
+    ``eval.reporters`` (``fit.reporters``; default ``[figures, tensorboard]``, both built-ins registered this way),
     in order. ``report`` is a `neds_framework.api.EvalReport`: the run folder, record, per-session
     results, modality specs, summary table and recipe; a reporter may append ``(name, figure)``
     to ``report.figures`` for the reporters after it. It returns nothing.

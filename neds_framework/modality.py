@@ -129,7 +129,8 @@ def check_array(eid: str, name: str, spec: ModalitySpec, array: np.ndarray, n_tr
     array = np.asarray(array)
     where = f"session {eid}: modality '{name}'"
     if array.shape[:1] != (n_trials,):
-        raise NedsError(f"{where} has {array.shape[:1] and array.shape[0]} rows, expected one per trial ({n_trials})")
+        rows = array.shape[0] if array.ndim else "no"
+        raise NedsError(f"{where} has {rows} rows, expected one per trial ({n_trials})")
     if spec.per_trial and array.ndim != 1:
         raise NedsError(f"{where} is per trial, so (trials,); got shape {array.shape}")
     if not spec.per_trial and array.ndim < 2:

@@ -16,8 +16,8 @@ import attrs
 from neds_framework.errors import NedsError
 
 #: The modalities (what the others read and predict), the six registries of components in
-#: data-flow order (DESIGN.md), then the two that extend the run itself: stages (prepare, train,
-#: ...) and extra `neds-run` sub-commands.
+#: data-flow order (README, "How it fits together"), then the three that extend the run itself:
+#: stages (prepare, train, ...), extra `neds-run` sub-commands, and evaluation reporters.
 COMPONENT_REGISTRIES = ("modalities", "data_sources", "tokenizers", "maskers", "heads", "metrics", "models")
 RUN_REGISTRIES = ("stages", "commands", "reporters")
 REGISTRY_NAMES = COMPONENT_REGISTRIES + RUN_REGISTRIES

@@ -7,7 +7,7 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "neds_framework"
 
-#: Higher layers may import lower ones, never the reverse (DESIGN.md, "Data flows one way").
+#: Higher layers may import lower ones, never the reverse (README, "How it fits together").
 LAYERS = [
     ("neds_framework.api",),  # the public facade over everything below
     ("neds_framework.cli",),

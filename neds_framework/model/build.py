@@ -44,7 +44,12 @@ def build_model(
         tokenizer = registries.tokenizers.get(spec.tokenizer.name).factory(
             name, hidden, n_bins, component_settings(spec.tokenizer, registries)
         )
-        head = registries.heads.get(spec.head.name).factory(name, hidden, n_bins, component_settings(spec.head, registries))
+        head_settings = component_settings(spec.head, registries)
+        classes = getattr(head_settings, "n_classes", None)
+        if classes is not None and specs[name].values == "classes" and classes != specs[name].n_classes:
+            raise NedsError(f"modalities.{name}.head.n_classes: {classes}, but modality '{name}' has "
+                            f"{specs[name].n_classes} classes; set n_classes: {specs[name].n_classes}")
+        head = registries.heads.get(spec.head.name).factory(name, hidden, n_bins, head_settings)
         modalities[name] = ModalityParts(tokenizer=tokenizer, head=head, spec=specs[name], weight=spec.weight)
     model = registries.models.get(recipe.model.name).factory(settings, modalities)
     for eid, features in sessions.items():

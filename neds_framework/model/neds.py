@@ -69,6 +69,9 @@ class NedsSettings:
     # Start each session's readouts at the trivial predictor (`Head.start_at_trivial`): log mean
     # rates, mean values, log class priors.
     start_at_trivial: bool = True
+    # Which modalities are neural comes from their specs. Run folders written before kept the list
+    # here (`[spikes, lfp]`); it is still read, and must agree with the specs.
+    neural: tuple[str, ...] = ()
 
     def __attrs_post_init__(self):
         if self.hidden % self.heads:
@@ -102,6 +105,10 @@ class Neds(nn.Module):
         self.n_bins = bins.pop()
         self.specs = {name: parts.spec for name, parts in modalities.items()}
         self.neural = tuple(name for name, spec in self.specs.items() if spec.neural)
+        stated = tuple(n for n in settings.neural if n in self.specs)
+        if settings.neural and set(stated) != set(self.neural):
+            raise NedsError(f"model.neural: {', '.join(settings.neural)} disagrees with the modality specs "
+                            f"(neural: {', '.join(self.neural) or 'none'}); remove model.neural, the specs decide")
         self.inputs, self.outputs = self._roles(settings, list(modalities), self.neural)
 
         self.tokenizers = nn.ModuleDict({name: parts.tokenizer for name, parts in modalities.items()})

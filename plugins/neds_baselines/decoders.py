@@ -37,7 +37,7 @@ class _SessionFit:
 
 
 class RidgeDecoder:
-    """Fit with ``fit(store, eids, modalities)``; ``predict(batch, masks)`` fills hidden behaviour."""
+    """Fit with ``fit(store, eids, specs)`` (modality -> ModalitySpec); ``predict(batch, masks)`` fills hidden behaviour."""
 
     Settings = RidgeDecoderSettings
 

@@ -1,7 +1,8 @@
 """The engine's stages, registered through the same entry-point path as every plugin.
 
-Stage bodies import torch and the data stack; they are imported when a stage runs, so listing
-plugins and validating recipes stay fast.
+One module per stage (`prepare`, `train`, `finetune`, `evaluate`, `fit`, `search`); the
+`<name>_stage` functions here import a stage's module only when it runs, so listing plugins and
+validating recipes stay fast. The built-in reporters are registered here too.
 """
 
 from neds_framework.engine.stages.prepare import PrepareSettings
@@ -9,37 +10,37 @@ from neds_framework.engine.settings import EvalSettings, FinetuneSettings, FitSe
 from neds_framework.hookspecs import hookimpl
 
 
-def prepare(context):
+def prepare_stage(context):
     from neds_framework.engine.stages.prepare import run_prepare
 
     return run_prepare(context)
 
 
-def train(context):
+def train_stage(context):
     from neds_framework.engine.stages.train import run_train
 
     return run_train(context)
 
 
-def finetune(context):
+def finetune_stage(context):
     from neds_framework.engine.stages.finetune import run_finetune
 
     return run_finetune(context)
 
 
-def evaluate(context):
+def evaluate_stage(context):
     from neds_framework.engine.stages.evaluate import run_eval
 
     return run_eval(context)
 
 
-def search(context):
+def search_stage(context):
     from neds_framework.engine.stages.search import run_search
 
     return run_search(context)
 
 
-def fit(context):
+def fit_stage(context):
     from neds_framework.engine.stages.fit import run_fit
 
     return run_fit(context)
@@ -47,12 +48,12 @@ def fit(context):
 
 @hookimpl
 def neds_register_stages(register):
-    register("prepare", prepare, settings=PrepareSettings)
-    register("train", train, settings=TrainSettings)
-    register("finetune", finetune, settings=FinetuneSettings)
-    register("eval", evaluate, settings=EvalSettings)
-    register("search", search, settings=SearchSettings)
-    register("fit", fit, settings=FitSettings)
+    register("prepare", prepare_stage, settings=PrepareSettings)
+    register("train", train_stage, settings=TrainSettings)
+    register("finetune", finetune_stage, settings=FinetuneSettings)
+    register("eval", evaluate_stage, settings=EvalSettings)
+    register("search", search_stage, settings=SearchSettings)
+    register("fit", fit_stage, settings=FitSettings)
 
 
 @hookimpl

@@ -64,7 +64,7 @@ def run_eval(context) -> Path | None:
     model_recipe = run_recipe_of(model_dir, registries) if settings.run else recipe
     model_record = RunRecord.load(model_dir)
     model = load_trained_model(model_recipe, registries, model_record, settings.checkpoint)
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, "eval.device")
     model.to(device)
 
     from neds_framework.data.store import SessionStore

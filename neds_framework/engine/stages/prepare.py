@@ -67,28 +67,37 @@ def _prepare(context) -> Path:
     settings: PrepareSettings = context.recipe.section("prepare") or PrepareSettings()
     source = make_source(context)
     eids = source.eids()
+    declared = context.plugins.registries.modalities
+    readers = plugin_readers(declared, context.recipe, context.recipe.data.source.name)
     full_settings = {**source.settings_for_hash(), "eids": list(eids)}
+    if readers:  # the modalities other plugins read for this source: a new or updated one rebuilds the store
+        full_settings["plugin_modalities"] = {name: f"{entry.provider}" for name, entry in readers.items()}
     path = store_path(context.recipe)
     if not settings.force and store_is_current(path, full_settings):
         print(f"prepare: {path} is current ({len(eids)} sessions); skipped")
         return path
-    declared = context.plugins.registries.modalities
     with StoreWriter(path, full_settings, framework_version=__version__) as writer:
         for eid in tqdm(eids, desc="prepare", unit="session", disable=not settings.progress, file=sys.stderr):
-            session = add_declared_modalities(source.prepare(eid), source, context.recipe.data.source.name, declared)
+            session = add_declared_modalities(source.prepare(eid), source, context.recipe.data.source.name, readers)
             check_session(session, declared, context.recipe.data.source.name)
             writer.add(session)
     print_report(path)
     return path
 
 
-def add_declared_modalities(session, source, source_name: str, declared):
-    """The session with every declared modality that says how this source gets it
-    (`ModalitySpec.sources`) and that the source did not produce itself; one that reads None is
-    reported absent."""
-    for entry in declared:
-        how = entry.factory.sources.get(source_name)
-        if how is None or entry.name in session.modalities:
+def plugin_readers(declared, recipe, source_name: str) -> dict:
+    """modality -> registry entry, for each modality the recipe uses whose spec says how this
+    data source gets it (`ModalitySpec.sources`)."""
+    return {entry.name: entry for entry in declared
+            if entry.name in recipe.modalities and source_name in entry.factory.sources}
+
+
+def add_declared_modalities(session, source, source_name: str, readers: dict):
+    """The session with each modality of ``readers`` (`plugin_readers`) that the source did not
+    produce itself; one that reads None is reported absent."""
+    for entry in readers.values():
+        how = entry.factory.sources[source_name]
+        if entry.name in session.modalities:
             continue
         try:
             array = how.read(session, source)
@@ -96,7 +105,8 @@ def add_declared_modalities(session, source, source_name: str, declared):
             raise
         except Exception as exc:  # someone else's reader: name it and the session
             raise NedsRunError(f"{entry.provider}: modality '{entry.name}' could not be read for session {session.eid}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+                               f"{type(exc).__name__}: {exc}; fix the plugin, or drop modalities.{entry.name} "
+                               "from the recipe") from exc
         if array is None:
             session.report.setdefault("absent", {})[entry.name] = "not recorded"
         else:

@@ -109,7 +109,7 @@ class Trainer:
         if model is None:
             model = build_model(recipe, registries, features, n_bins)
             calibrate_sessions(model, store, store.eids, specs)
-        device = distributed.pick_device(settings.device)
+        device = distributed.pick_device(settings.device, "train.device")
         model.to(device)
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
