@@ -540,3 +540,25 @@ def test_unfused_attention_path_matches_the_fused_one():
     x = torch.randn(2, 9, 32, generator=g)
     assert not torch.equal(attention.train()(x), attention(x))  # dropout draws differ
     assert torch.equal(attention.eval()(x), attention(x))
+
+
+def test_model_neural_from_older_run_folders_must_agree_with_the_specs():
+    """Recipes dumped before the specs carried `model.neural: [spikes, lfp]`; it still loads."""
+    assert tiny_model(modalities=("spikes", "wheel"), neural=("spikes", "lfp")).neural == ("spikes",)
+    with pytest.raises(NedsError, match="model.neural: wheel disagrees with the modality specs"):
+        tiny_model(modalities=("spikes", "wheel"), neural=("wheel",))
+
+
+def test_a_heads_class_count_must_match_its_modality(tmp_path):
+    regs = model_registries()
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent("""
+        stages: []
+        model: {name: neds, layers: 1, hidden: 32, heads: 4, ffn: 64}
+        modalities:
+          spikes: {tokenizer: spikes, head: spikes}
+          block: {tokenizer: static, head: {name: classification, n_classes: 4}}
+    """))
+    recipe = load_recipe(path, registries=regs)
+    with pytest.raises(NedsError, match=r"modalities.block.head.n_classes: 4, but modality 'block' has 3 classes"):
+        build_model(recipe, regs, {}, n_bins=BINS)
