@@ -60,7 +60,7 @@ def _merge(base: dict, top: dict, base_origins: dict, top_origins: dict, prefix:
     origins = dict(base_origins)
     for key, value in top.items():
         path = prefix + (key,)
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _switches_plugin(base[key], value):
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _switches_plugin(path, base[key], value):
             merged[key], origins = _merge(base[key], value, origins, top_origins, path)
         else:
             merged[key] = value
@@ -71,9 +71,16 @@ def _merge(base: dict, top: dict, base_origins: dict, top_origins: dict, prefix:
     return merged, origins
 
 
-def _switches_plugin(base: dict, top: dict) -> bool:
+#: Sections whose ``name`` is a plain setting, not the plugin the section selects.
+NAMED_SETTINGS = (("run",),)
+
+
+def _switches_plugin(path: KeyPath, base: dict, top: dict) -> bool:
     """A plugin section naming another plugin replaces the base section whole: the base's
-    settings belong to the plugin it named and would be unknown keys to the new one."""
+    settings belong to the plugin it named and would be unknown keys to the new one. ``run``'s
+    name is the run's, so ``run: {name: X}`` keeps the base's dir and seed."""
+    if path in NAMED_SETTINGS:
+        return False
     return "name" in top and "name" in base and top["name"] != base["name"]
 
 
