@@ -50,10 +50,10 @@ class NedsSettings:
     start_at_trivial: false`` for the reference's behaviour.
     """
 
-    layers: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    hidden: int = attrs.field(default=256, validator=attrs.validators.ge(1))
-    heads: int = attrs.field(default=8, validator=attrs.validators.ge(1))
-    ffn: int = attrs.field(default=512, validator=attrs.validators.ge(1))
+    layers: int = attrs.field(default=5, validator=[attrs.validators.ge(1), attrs.validators.le(1000)])
+    hidden: int = attrs.field(default=256, validator=[attrs.validators.ge(1), attrs.validators.le(65536)])
+    heads: int = attrs.field(default=8, validator=[attrs.validators.ge(1), attrs.validators.le(1024)])
+    ffn: int = attrs.field(default=512, validator=[attrs.validators.ge(1), attrs.validators.le(1048576)])
     dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     attention_dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     embed_dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
