@@ -17,6 +17,7 @@ gets computed on the validation split; the best checkpoint is the one with the b
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sys
 import time
@@ -37,7 +38,7 @@ from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import TrainSettings
 from neds_framework.engine.tensorboard import NullWriter, open_writer
-from neds_framework.errors import NedsError
+from neds_framework.errors import NedsError, NedsRunError
 from neds_framework.model.batch import Batch
 from neds_framework.model.build import build_model, component_settings
 from neds_framework.modality import modality_specs
@@ -206,6 +207,11 @@ class Trainer:
             masks = self.masker(batch, self.generator)
             with self._autocast():
                 out = self.forward(batch, masks)[1] if self.forward is not None else self.model(batch, masks)
+            loss = float(out.loss.detach())
+            if not math.isfinite(loss) and not self.world.distributed:  # before it reaches the weights
+                raise NonFiniteLoss(f"train: the loss is {loss} at step {self.step + 1} (epoch {self.epoch + 1}, "
+                                    f"session {eid}); lower train.optimizer.lr or set train.grad_clip. The run stopped "
+                                    "there: its best and last checkpoints are from before")
             self.scaler.scale(out.loss / s.accumulate).backward()
             if (i + 1) % s.accumulate == 0 or i + 1 == len(keys):
                 if s.grad_clip:
@@ -219,7 +225,7 @@ class Trainer:
             tick = time.perf_counter()
             busy += tick - got
             n_trials += batch.size
-            row = {"loss": float(out.loss.detach())}
+            row = {"loss": loss}
             row.update({f"loss_{k}": float(v[0].detach() / v[1].clamp(min=1)) for k, v in out.losses.items()})
             for k, v in row.items():
                 totals[k] = totals.get(k, 0.0) + v * batch.size
@@ -237,6 +243,9 @@ class Trainer:
         summed = distributed.all_sum([totals[k] for k in names] + [n_trials], self.device)
         all_trials = summed[-1]
         summary = {f"train_{k}": v / max(all_trials, 1) for k, v in zip(names, summed)}
+        if not math.isfinite(summary.get("train_loss", 0.0)):  # several processes: every rank sees the same sum
+            raise NonFiniteLoss(f"train: the loss went non-finite in epoch {self.epoch + 1} (step {self.step}); lower "
+                                "train.optimizer.lr or set train.grad_clip. This epoch's weights were not saved")
         # Throughput of the whole job; the wait share is this rank's.
         summary.update(trials_per_s=all_trials / max(waited + busy, 1e-9), data_wait_share=waited / max(waited + busy, 1e-9))
         return summary
@@ -383,6 +392,10 @@ def train_model(context, settings: TrainSettings | None = None, model: torch.nn.
 
 def run_train(context) -> Path:
     return train_model(context).record.path
+
+
+class NonFiniteLoss(NedsRunError):
+    """Training produced a NaN or infinite loss (exit status 1: the run failed, the input was valid)."""
 
 
 def _optimisation(model, settings: TrainSettings, store, seed: int, world):
