@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
-from _results import RESULTS, machine  # noqa: E402
-from plots import load_json  # noqa: E402
+from . import plots, quality
+from ._results import RESULTS, machine
+from .plots import load_json
 
-from neds_framework.atomic import atomic_write_text  # noqa: E402
+from neds_framework.atomic import atomic_write_text
 
 # Speed and scaling benchmarks, in the order the suite runs them (each writes results/<name>[_quick].*).
 SPEED = ("bench_binning", "bench_prepare", "bench_train_step", "bench_model_size", "bench_quickstart", "bench_scale",
@@ -95,9 +95,6 @@ def quality_markdown(params: dict, values: dict, header: list[str], rows: list[l
 
 
 def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]]:
-    import plots
-    import quality
-
     header, rows, numbers = quality.table(values)
     problems = quality.sanity(numbers)
     md = quality_markdown(params, values, header, rows, problems, quality.targets(numbers, values))
@@ -116,9 +113,9 @@ def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]
 
 def run_speed(quick: bool) -> None:
     for script in SPEED:
-        args = [sys.executable, str(HERE / f"{script}.py")] + (["--quick"] if quick else [])
+        args = [sys.executable, "-m", f"benchmarks.{script}"] + (["--quick"] if quick else [])
         print(f"running {script} ...", flush=True)
-        done = subprocess.run(args, capture_output=True, text=True)
+        done = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent)
         if done.returncode != 0:
             raise SystemExit(f"{script} failed:\n{done.stderr[-2000:]}")
 
@@ -186,9 +183,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
     out.mkdir(parents=True, exist_ok=True)
-    import plots
-    import quality
-
     start = time.perf_counter()
     if args.skip_quality:
         saved = load_json(out / "quality.json")

@@ -13,8 +13,8 @@ memory each one allocates (tracemalloc, numpy included) and the process peak RSS
 give identical counts: the loops bin by floor((t − t0)/w), which disagrees with bin_spikes' exact
 edges only for a spike lying on an edge; the benchmark counts such spikes and reports them.
 
-    python benchmarks/bench_binning.py            # full session: about 1-2 minutes on 2 cores
-    python benchmarks/bench_binning.py --quick    # 10x smaller session, a few seconds
+    python -m benchmarks.bench_binning            # full session: about 1-2 minutes on 2 cores
+    python -m benchmarks.bench_binning --quick    # 10x smaller session, a few seconds
 
 The full run writes benchmarks/results/binning.{json,md}.
 """
@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 from iblutil.numerical import bincount2D
 
 from neds_ibl.binning import bin_spikes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
+from ._results import machine, write_results
 
 N_BINS, BIN_SIZE, PRE_S = 100, 0.02, 0.5
 TARGET_SPEEDUP = 50.0

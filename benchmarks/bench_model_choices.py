@@ -9,7 +9,7 @@ accuracy, wheel R2. Arms differ in one setting each:
     expanded, attention dropout 0    (the reference's n_bins tokens per static variable: the default)
     compact, attention dropout 0.4   (the reference's attention dropout)
 
-    python benchmarks/bench_model_choices.py [--quick]     # full: about 30 minutes on one core
+    python -m benchmarks.bench_model_choices [--quick]     # full: about 30 minutes on one core
 
 Writes benchmarks/results/model_choices.{json,md}. When generated IBL sessions can be read from
 the store, `handmade_session` is the one function to replace.
@@ -20,22 +20,20 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
 from neds_framework.model.batch import Batch, session_features
 from neds_framework.model.eval_masks import decoding_masks, encoding_masks
-from neds_framework.model.interfaces import ModalityParts
 from neds_framework.model.neds import Neds
 from neds_masking.multitask import NedsMultitaskMasker
-from neds_modalities.heads import ClassificationHead, RegressionHead, SpikesHead
-from neds_modalities.tokenizers import BinnedTokenizer, SpikesTokenizer, StaticTokenizer
+from neds_modalities.parts import builtin_parts
+from neds_modalities.plugin import MODALITIES as SPECS
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import write_results  # noqa: E402
+FIVE = ("spikes", "wheel", "whisker", "choice", "block")
+
+from ._results import write_results
 
 ARMS = {
     "compact, attention dropout 0": ("compact", 0.0),
@@ -73,19 +71,7 @@ def handmade_session(trials: int, bins: int, neurons: int, seed: int) -> tuple[d
 def make_model(layout: str, attention_dropout: float, args) -> Neds:
     settings = Neds.Settings(layers=args.layers, hidden=args.hidden, heads=4, ffn=2 * args.hidden,
                              attention_dropout=attention_dropout)
-    h, t = settings.hidden, args.bins
-
-    def static(name, classes):
-        return ModalityParts(StaticTokenizer(name, h, t, StaticTokenizer.Settings(layout=layout)),
-                             ClassificationHead(name, h, t, ClassificationHead.Settings(classes)))
-
-    return Neds(settings, {
-        "spikes": ModalityParts(SpikesTokenizer("spikes", h, t), SpikesHead("spikes", h, t)),
-        "wheel": ModalityParts(BinnedTokenizer("wheel", h, t), RegressionHead("wheel", h, t)),
-        "whisker": ModalityParts(BinnedTokenizer("whisker", h, t), RegressionHead("whisker", h, t)),
-        "choice": static("choice", 2),
-        "block": static("block", 3),
-    })
+    return Neds(settings, builtin_parts(FIVE, settings.hidden, args.bins, layout=layout))
 
 
 def bits_per_spike(log_rates, counts, train_counts) -> float:
@@ -117,7 +103,7 @@ def run_arm(layout: str, attention_dropout: float, seed: int, args) -> dict:
     data, log_rates = handmade_session(args.trials, args.bins, args.neurons, seed)
     n_train = args.trials * 3 // 4
     train = {k: v[:n_train] for k, v in data.items()}
-    test = Batch("s", {k: v[n_train:] for k, v in data.items()})
+    test = Batch("s", {k: v[n_train:] for k, v in data.items()}, SPECS)
     torch.manual_seed(seed)
     model = make_model(layout, attention_dropout, args)
     model.add_session("s", session_features(test.values))
@@ -128,7 +114,7 @@ def run_arm(layout: str, attention_dropout: float, seed: int, args) -> dict:
     for step in range(args.steps):
         model.train()
         idx = torch.randint(0, n_train, (args.batch,), generator=g)
-        batch = Batch("s", {k: v[idx] for k, v in train.items()})
+        batch = Batch("s", {k: v[idx] for k, v in train.items()}, SPECS)
         loss = model(batch, masker(batch, g)).loss
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

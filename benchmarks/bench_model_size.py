@@ -12,8 +12,8 @@ plus the FLOPs per trial (FlopCounterMode), utilisation against the fp32 matmul 
 parameter count, and the process's peak RSS after the size ran (sizes run smallest first, so it
 is that size's peak).
 
-    python benchmarks/bench_model_size.py            # about 5 minutes on 2 cores
-    python benchmarks/bench_model_size.py --quick    # CI smoke run
+    python -m benchmarks.bench_model_size            # about 5 minutes on 2 cores
+    python -m benchmarks.bench_model_size --quick    # CI smoke run
 
 Writes benchmarks/results/model_size.{json,md} (the quick run writes *_quick.*).
 """
@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
-from bench_train_step import (  # noqa: E402
+from ._results import machine, write_results
+from .bench_train_step import (
     CPU_ATTENTION_FLOPS, make_batch, make_model, matmul_ceiling, timed_steps, train_step)
 
-from neds_framework.model.batch import session_features  # noqa: E402
-from neds_masking.multitask import NedsMultitaskMasker  # noqa: E402
+from neds_framework.model.batch import session_features
+from neds_masking.multitask import NedsMultitaskMasker
 
 SIZES = {  # name: NEDS size settings
     "quickstart": {"layers": 2, "hidden": 64, "heads": 4, "ffn": 128},

@@ -6,8 +6,8 @@ into a new store, through the real path: ONE in local mode, brainbox's trial tab
 vectorised binning, the 5 Hz filter, HDF5 writing. Seconds per session = (t_N - t_1) / (N - 1),
 which removes the process start and imports; peak RSS is each process's own (wait4).
 
-    python benchmarks/bench_prepare.py            # N = 8
-    python benchmarks/bench_prepare.py --quick    # N = 2, small sessions (CI)
+    python -m benchmarks.bench_prepare            # N = 8
+    python -m benchmarks.bench_prepare --quick    # N = 2, small sessions (CI)
 
 Writes benchmarks/results/prepare.{json,md} (the quick run writes *_quick.*).
 """
@@ -15,13 +15,11 @@ Writes benchmarks/results/prepare.{json,md} (the quick run writes *_quick.*).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
-from bench_scale import run  # noqa: E402  (one mm_large + generated-overlay process, wall and peak RSS)
+from ._results import machine, write_results
+from .bench_scale import run  # one mm_large + generated-overlay process, wall and peak RSS
 
 
 def main(argv=None) -> int:

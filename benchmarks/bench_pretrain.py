@@ -7,8 +7,8 @@ evaluate them. A model trained on the held-out sessions from scratch, for the fi
 is the reference row. Held-out scores: bits per spike (and the oracle's), choice and block
 accuracy, wheel and whisker R², mean ± s.e.m. over the held-out sessions.
 
-    python benchmarks/bench_pretrain.py                 # N = 1, 8, 32; 600 pretraining steps
-    python benchmarks/bench_pretrain.py --quick         # N = 1, 2; a few steps, for CI
+    python -m benchmarks.bench_pretrain                 # N = 1, 8, 32; 600 pretraining steps
+    python -m benchmarks.bench_pretrain --quick         # N = 1, 2; a few steps, for CI
 
 Writes benchmarks/results/pretrain.{json,md} (the quick run writes *_quick.*).
 """
@@ -23,8 +23,7 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
+from ._results import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
@@ -50,8 +49,8 @@ def neds_run(workdir: Path, path: Path, *sets: str) -> float:
 
 
 def held_out_scores(run_dir: Path) -> dict:
-    from neds_framework.engine.eval_stage import read_table
-    from neds_framework.engine.evaluate import summarise
+    from neds_framework.engine.record import read_table
+    from neds_framework.engine.eval_tables import summarise
     from neds_framework.engine.record import RunRecord
 
     summary = summarise(read_table(RunRecord.load(run_dir)))

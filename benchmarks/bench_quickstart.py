@@ -6,8 +6,8 @@ its peak RSS measured alone. Then trains again with the in-memory session cache 
 (`train.cache_mb=0`: every batch read and decompressed from the HDF5 store) to show what the
 cache buys. Data wait = time the loop spends getting the next batch / time of the whole step.
 
-    python benchmarks/bench_quickstart.py            # the recipe as shipped
-    python benchmarks/bench_quickstart.py --quick    # 2 epochs, for CI
+    python -m benchmarks.bench_quickstart            # the recipe as shipped
+    python -m benchmarks.bench_quickstart --quick    # 2 epochs, for CI
 
 Writes benchmarks/results/quickstart.{json,md} (the quick run writes *_quick.*). Target: data
 wait < 5 % of step time.
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
+from ._results import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart.yaml"

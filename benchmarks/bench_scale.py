@@ -6,8 +6,8 @@ process, once streaming every batch from the store (`train.cache_mb: 0`) and onc
 in-memory session cache. Peak RSS is the training process's own (wait4). The point: memory must
 not grow with the number of sessions beyond the cache budget, since batches are read lazily.
 
-    python benchmarks/bench_scale.py            # N = 8, 32, 74
-    python benchmarks/bench_scale.py --quick    # N = 2, 4, for CI
+    python -m benchmarks.bench_scale            # N = 8, 32, 74
+    python -m benchmarks.bench_scale --quick    # N = 2, 4, for CI
 
 Writes benchmarks/results/scale.{json,md} (the quick run writes *_quick.*).
 """
@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
+from ._results import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))

@@ -14,8 +14,8 @@ Model FLOPs per trial are counted by torch's FlopCounterMode over one step (forw
 matmuls and attention); utilisation = achieved FLOP/s over the best measured fp32 matmul rate
 (the ceiling) on the same threads.
 
-    python benchmarks/bench_train_step.py            # full: about 3 minutes on 2 cores
-    python benchmarks/bench_train_step.py --quick    # CI smoke run: a few seconds per config
+    python -m benchmarks.bench_train_step            # full: about 3 minutes on 2 cores
+    python -m benchmarks.bench_train_step --quick    # CI smoke run: a few seconds per config
 
 Writes benchmarks/results/train_step.{json,md} (the quick run writes *_quick.*).
 """
@@ -25,24 +25,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from neds_framework.model.batch import Batch, session_features
-from neds_framework.model.interfaces import ModalityParts
 from neds_framework.model.neds import Neds
 from neds_framework.model.nn import attention as attention_module
 from neds_framework.model.nn.dropout import Dropout
 from neds_masking.multitask import NedsMultitaskMasker
-from neds_modalities.heads import ClassificationHead, RegressionHead, SpikesHead
-from neds_modalities.tokenizers import BinnedTokenizer, SpikesTokenizer, StaticTokenizer
+from neds_modalities.parts import builtin_parts
+from neds_modalities.tokenizers import StaticTokenizer
+from neds_modalities.plugin import MODALITIES as SPECS
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import machine, write_results  # noqa: E402
+FIVE = ("spikes", "wheel", "whisker", "choice", "block")
+
+from ._results import machine, write_results
 
 REFERENCE_TRIALS_PER_S = 3.15  # neds-facts.md §11, same size, same threads
 REFERENCE_GFLOP_PER_TRIAL = 12.0
@@ -83,20 +82,7 @@ def make_model(layout: str, attention_dropout: float, neurons: int, bins: int, s
     """The benchmark's five-modality NEDS; `size` overrides the reference's single-session size (layers, hidden, ...)."""
     torch.manual_seed(seed)
     settings = Neds.Settings(attention_dropout=attention_dropout, **size)
-    h = settings.hidden
-
-    def static(name, classes):
-        tokenizer = StaticTokenizer(name, h, bins, StaticTokenizer.Settings(layout=layout))
-        return ModalityParts(tokenizer, ClassificationHead(name, h, bins, ClassificationHead.Settings(classes)))
-
-    parts = {
-        "spikes": ModalityParts(SpikesTokenizer("spikes", h, bins), SpikesHead("spikes", h, bins)),
-        "wheel": ModalityParts(BinnedTokenizer("wheel", h, bins), RegressionHead("wheel", h, bins)),
-        "whisker": ModalityParts(BinnedTokenizer("whisker", h, bins), RegressionHead("whisker", h, bins)),
-        "choice": static("choice", 2),
-        "block": static("block", 3),
-    }
-    return Neds(settings, parts)
+    return Neds(settings, builtin_parts(FIVE, settings.hidden, bins, layout=layout))
 
 
 def make_batch(batch: int, neurons: int, bins: int, seed: int = 0) -> Batch:
@@ -111,6 +97,7 @@ def make_batch(batch: int, neurons: int, bins: int, seed: int = 0) -> Batch:
             "choice": torch.randint(0, 2, (batch,), generator=g),
             "block": torch.randint(0, 3, (batch,), generator=g),
         },
+        specs=SPECS,
     )
 
 

@@ -27,11 +27,11 @@ import math
 import statistics
 import subprocess
 import sys
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
@@ -61,9 +61,12 @@ FULL = {"sessions": 4, "pool": 8, "trials": 300, "units": 150, "epochs": 100, "p
         "reference_sessions": 2, "reference_seeds": [0, 1]}
 
 
-def _neds_run(workdir: Path, name: str, body: str, threads: int = 2) -> Path:
+def _neds_run(workdir: Path, name: str, recipe: dict, threads: int = 2) -> Path:
+    """Run ``recipe`` (a dict over the quickstart recipe; its run is named ``name``) with neds-run."""
     path = workdir / f"{name}.yaml"
-    path.write_text(f"extends: {ROOT / 'recipes' / 'quickstart.yaml'}\n" + textwrap.dedent(body))
+    body = {"extends": str(ROOT / "recipes" / "quickstart.yaml"), **recipe}
+    body["run"] = {"name": name, **recipe.get("run", {})}
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
     sets = ["train.progress=false", f"train.threads={threads}", f"finetune.threads={threads}", f"eval.threads={threads}", f"fit.threads={threads}"]
     cmd = [NEDS_RUN, str(path)] + [a for s in sets for a in ("--set", s)]
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
@@ -73,7 +76,7 @@ def _neds_run(workdir: Path, name: str, body: str, threads: int = 2) -> Path:
 
 
 def _rows(run_dir: Path) -> list[tuple]:
-    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import read_table
     from neds_framework.engine.record import RunRecord
 
     return read_table(RunRecord.load(run_dir))
@@ -117,63 +120,50 @@ def matched_pairs(values: dict, better: str, worse: str) -> dict:
 def run_quality(workdir: Path, quick: bool, reference: Path | None = None, reference_commit: str | None = None) -> dict:
     """{arm: {column: [per-(session, seed) values]}}, the oracles', curves, pairs, the region probe and per-neuron pairs."""
     p = QUICK if quick else FULL
-    model = f"{{layers: {p['layers']}, hidden: {p['hidden']}, heads: 4, ffn: {2 * p['hidden']}}}"
+    model = {"layers": p["layers"], "hidden": p["hidden"], "heads": 4, "ffn": 2 * p["hidden"]}
     threads = max(1, 2 // p["jobs"])
 
-    def data(store: str, cache: str, eids: list[str] | None = None) -> str:
+    def data(store: str, cache: str, eids: list[str] | None = None) -> dict:
         n, seed, lab = (p["sessions"], 0, "synthlab") if cache == "gen" else (p["pool"], 1, "poollab")
-        synth = f"{{sessions: {n}, seed: {seed}, trials: {p['trials']}, units: {p['units']}, lab: {lab}}}"
-        chosen = f", eids: [{', '.join(eids)}]" if eids else ""
-        return f"data: {{store: {store}, source: {{one: {{cache_dir: {cache}}}, synthesize: {synth}{chosen}}}}}"
+        synth = {"sessions": n, "seed": seed, "trials": p["trials"], "units": p["units"], "lab": lab}
+        source = {"one": {"cache_dir": cache}, "synthesize": synth, **({"eids": list(eids)} if eids else {})}
+        return {"store": store, "source": source}
 
     from neds_framework.data.store import SessionStore
 
-    _neds_run(workdir, "prepare", f"stages: [prepare]\nrun: {{name: prepare}}\n{data('store.h5', 'gen')}\n")
-    _neds_run(workdir, "prepare_pool", f"stages: [prepare]\nrun: {{name: prepare_pool}}\n{data('pool.h5', 'pool')}\n")
+    _neds_run(workdir, "prepare", {"stages": ["prepare"], "data": data("store.h5", "gen")})
+    _neds_run(workdir, "prepare_pool", {"stages": ["prepare"], "data": data("pool.h5", "pool")})
     eids = SessionStore(workdir / "store.h5").eids
     for i, eid in enumerate(eids):  # one store per session, shared by every arm trained on it alone
-        _neds_run(workdir, f"prepare_{i}", f"stages: [prepare]\nrun: {{name: prepare_{i}}}\n{data(f'store_{i}.h5', 'gen', [eid])}\n")
+        _neds_run(workdir, f"prepare_{i}", {"stages": ["prepare"], "data": data(f"store_{i}.h5", "gen", [eid])})
 
-    optimizer = f"optimizer: {{lr: {p['lr']}}}"
+    optimizer = {"lr": p["lr"]}
     pretrain, single, finetune = {}, {}, {}
     pretrain_seeds = p.get("pretrain_seeds", p["seeds"])
     for seed in pretrain_seeds:
-        pretrain[seed] = (f"pre_s{seed}", f"""
-            stages: [train]
-            run: {{name: pre_s{seed}, seed: {seed}}}
-            {data('pool.h5', 'pool')}
-            model: {model}
-            modalities: {{spikes: {{head: {{name: spikes, start_rows: zero}}}}}}
-            train: {{epochs: {p['pretrain_epochs']}, {optimizer}}}
-            """)
+        pretrain[seed] = (f"pre_s{seed}", {
+            "stages": ["train"], "run": {"seed": seed}, "data": data("pool.h5", "pool"), "model": model,
+            "modalities": {"spikes": {"head": {"name": "spikes", "start_rows": "zero"}}},
+            "train": {"epochs": p["pretrain_epochs"], "optimizer": optimizer},
+        })
     pretrained_for = {seed: seed if seed in pretrain else pretrain_seeds[0] for seed in p["seeds"]}
     for seed in p["seeds"]:
         for i, eid in enumerate(eids):
-            name = f"single_s{seed}_{i}"
-            single[("neds single", seed, i)] = (name, f"""
-                stages: [train, eval]
-                run: {{name: {name}, seed: {seed}}}
-                {data(f'store_{i}.h5', 'gen', [eid])}
-                model: {model}
-                train: {{epochs: {p['epochs']}, {optimizer}, val_metrics: true}}
-                eval: {{figures: false}}
-                """)
-            name = f"multi_s{seed}_{i}"  # the pool's model, finetuned on this session
-            finetune[("neds multi", seed, i)] = (name, f"""
-                stages: [finetune, eval]
-                run: {{name: {name}, seed: {seed}}}
-                {data(f'store_{i}.h5', 'gen', [eid])}
-                model: {model}
-                finetune: {{pretrained: runs/pre_s{pretrained_for[seed]}, epochs: {p['finetune_epochs']}, {optimizer}, progress: false}}
-                eval: {{figures: false}}
-                """)
-    baselines = {name: (name, f"""
-        stages: [fit]
-        run: {{name: {name}}}
-        {data('store.h5', 'gen')}
-        model: {{name: {name}}}
-        fit: {{figures: false}}
-        """) for name in ("ridge_decoder", "rrr_encoder", "glm_encoder")}
+            single[("neds single", seed, i)] = (f"single_s{seed}_{i}", {
+                "stages": ["train", "eval"], "run": {"seed": seed}, "data": data(f"store_{i}.h5", "gen", [eid]),
+                "model": model, "train": {"epochs": p["epochs"], "optimizer": optimizer, "val_metrics": True},
+                "eval": {"figures": False},
+            })
+            finetune[("neds multi", seed, i)] = (f"multi_s{seed}_{i}", {  # the pool's model, finetuned on this session
+                "stages": ["finetune", "eval"], "run": {"seed": seed}, "data": data(f"store_{i}.h5", "gen", [eid]),
+                "model": model,
+                "finetune": {"pretrained": f"runs/pre_s{pretrained_for[seed]}", "epochs": p["finetune_epochs"],
+                             "optimizer": optimizer, "progress": False},
+                "eval": {"figures": False},
+            })
+    baselines = {name: (name, {"stages": ["fit"], "data": data("store.h5", "gen"), "model": {"name": name},
+                               "fit": {"figures": False}})
+                 for name in ("ridge_decoder", "rrr_encoder", "glm_encoder")}
     # The reference: the same sessions' stores, the same number of optimiser steps as `neds single`.
     references = {}
     if reference is not None:
@@ -184,7 +174,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None, refer
                 references[("reference", seed, i)] = (eid, i, steps[i], seed)
 
     def run_ref(eid, i, steps, seed):
-        from reference import run_reference
+        from .reference import run_reference
 
         return run_reference(reference, workdir / f"store_{i}.h5", eid, steps, seed=seed, layers=p["layers"],
                              hidden=p["hidden"], heads=4, ffn=2 * p["hidden"], lr=p["lr"],
@@ -238,7 +228,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None, refer
                                     "commit": got.get("reference_commit")})
     glm_model, glm_oracle = per_neuron_bps(base_results["glm_encoder"])
     per_neuron["glm_encoder"] = {"model": glm_model, "oracle": glm_oracle}
-    from region_probe import region_probe  # the emergent region code, read from each pretrained model's readout
+    from .region_probe import region_probe  # the emergent region code, read from each pretrained model's readout
 
     values["region probe"] = {"runs": [region_probe(workdir / "runs" / f"pre_s{seed}", workdir / "pool.h5")
                                        for seed in pretrain_seeds]}

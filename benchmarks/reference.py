@@ -110,10 +110,7 @@ import torch
 from neds_framework.atomic import atomic_write_text
 from neds_framework.errors import NedsError
 
-try:  # as `python -m benchmarks.reference`, or imported as `benchmarks.reference`
-    from ._results import machine
-except ImportError:  # imported as a top-level module with benchmarks/ on sys.path (the suite's way)
-    from _results import machine
+from ._results import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -420,7 +417,7 @@ def check_targets(ref_targets: dict[str, np.ndarray], values: dict[str, np.ndarr
 
 def our_metrics() -> dict[str, object]:
     """Every registered metric, constructed as our eval stage does for a recipe that names none."""
-    from neds_framework.engine.eval_stage import recipe_metrics
+    from neds_framework.engine.evaluate import recipe_metrics
     from neds_framework.plugins import get_plugins
 
     return recipe_metrics(types.SimpleNamespace(metrics=()), get_plugins().registries)
@@ -430,16 +427,19 @@ def score_all(metrics, store, eid: str, trials: np.ndarray, preds: dict, values:
     """'<task>/<modality>/<metric>' -> value, scored by our `score` on the store's targets."""
     from neds_framework.engine.evaluate import score, trial_conditions
     from neds_framework.engine.settings import EvalSettings
+    from neds_framework.plugins import get_plugins
 
-    labels = trial_conditions(store, eid, trials, EvalSettings().conditions)
+    specs = get_plugins().registries.modalities
+    labels = trial_conditions(store, eid, trials, EvalSettings().conditions)  # () : the store's own
     out: dict[str, float] = {}
     for name, prediction in preds.items():
-        task = "encoding" if name == "spikes" else "decoding"
-        scored, _ = score(metrics, name, prediction, values[name], labels)
+        spec = specs.get(name).factory
+        task = "encoding" if spec.neural else "decoding"
+        scored, _ = score(metrics, name, spec, prediction, values[name], labels)
         out.update({f"{task}/{name}/{key}": value for key, value in scored.scalars.items()})
     if truth and "rates" in store.info(eid).truth:
         rates = store.read_truth(eid, "rates", trials).astype(np.float32)
-        scored, _ = score(metrics, "spikes", rates, values["spikes"], labels)
+        scored, _ = score(metrics, "spikes", specs.get("spikes").factory, rates, values["spikes"], labels)
         out.update({f"oracle/spikes/{key}": value for key, value in scored.scalars.items()})
     return out
 

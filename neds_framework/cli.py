@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import attrs
 
 from neds_framework import __version__
 from neds_framework.atomic import atomic_write_text
+from neds_framework.engine.context import RunContext
 from neds_framework.errors import NedsError
 from neds_framework.plugins import PluginSet, get_plugins
 from neds_framework.recipe import Recipe, dump_recipe, load_recipe
@@ -33,16 +33,6 @@ BUILTIN_COMMANDS = {
     "plugins": "list every registered name by registry, with the providing distribution",
     "inspect": "summarise a run folder: versions, training, and its metrics table",
 }
-
-
-@attrs.frozen
-class RunContext:
-    """What a stage receives: the resolved recipe, the loaded plugins and the run folder."""
-
-    recipe: Recipe
-    plugins: PluginSet
-    run_dir: Path
-    resume: Path | None = None  # a run folder whose last checkpoint training continues from
 
 
 def run_dir_for(recipe: Recipe) -> Path:
@@ -162,7 +152,9 @@ def cmd_plugins(argv: Sequence[str]) -> int:
         print(f"{kind} ({len(registry)}):")
         for entry in registry:
             prov = entry.provider
-            print(f"  {entry.name:<22} {prov.plugin:<18} {prov.distribution} {prov.version}")
+            what = getattr(entry.factory, "describe", None)
+            detail = f"  ({what()})" if kind == "modalities" and callable(what) else ""
+            print(f"  {entry.name:<22} {prov.plugin:<18} {prov.distribution} {prov.version}{detail}")
     return 0
 
 

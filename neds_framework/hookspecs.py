@@ -21,6 +21,18 @@ hookimpl = pluggy.HookimplMarker("neds")
 
 
 @hookspec
+def neds_register_modalities(register):
+    """Register modalities: ``register(name, spec)`` with a `neds_framework.api.ModalitySpec`.
+
+    Called once at plugin load, before every other registration hook. The spec says what the
+    modality is (neural or behaviour, per bin or per trial, counts, continuous values or classes,
+    token or element masking, its metric kind and oracles); the core derives everything it does
+    with the modality from it. A recipe can only use declared modalities. Registration fails,
+    naming the plugin, when ``spec`` is not a ModalitySpec.
+    """
+
+
+@hookspec
 def neds_register_data_sources(register):
     """Register data sources: things that turn session ids into `SessionData`.
 
@@ -79,6 +91,19 @@ def neds_register_stages(register):
     Called once at plugin load. A stage factory is called as ``factory(context)`` when a recipe's
     ``stages`` list names it, in the order listed; ``context`` carries the resolved recipe, the
     registries and the run folder.
+    """
+
+
+@hookspec
+def neds_register_reporters(register):
+    """Register reporters: outputs an evaluation writes beside run.h5 (figures, loggers).
+
+    Called once at plugin load. A reporter is built as ``factory(settings_or_None)`` and called
+    as ``reporter(report)`` by the eval and fit stages, once per evaluation, for each name in
+    ``eval.reporters`` (``fit.reporters``; default ``[figures, tensorboard]``, both built-ins registered this way),
+    in order. ``report`` is a `neds_framework.api.EvalReport`: the run folder, record, per-session
+    results, modality specs, summary table and recipe; a reporter may append ``(name, figure)``
+    to ``report.figures`` for the reporters after it. It returns nothing.
     """
 
 

@@ -20,6 +20,7 @@ import entrypoints
 import pluggy
 
 from neds_framework import hookspecs
+from neds_framework.contracts import CHECKS
 from neds_framework.errors import NedsError, NedsRunError
 from neds_framework.registry import REGISTRY_NAMES, Provider, Registries
 
@@ -139,7 +140,7 @@ def load_plugins(selection: str | None = None, path: list[str] | None = None) ->
                 target=_target(ep),
             )
         )
-    registries = Registries()
+    registries = Registries(CHECKS)
     _call_register_hooks(manager, registries, {p.name: p for p in loaded})
     return PluginSet(registries=registries, plugins=tuple(loaded), manager=manager)
 

@@ -15,14 +15,16 @@ import attrs
 
 from neds_framework.errors import NedsError
 
-#: The six registries of components, in data-flow order (DESIGN.md), then the two that extend
-#: the run itself: stages (prepare, train, ...) and extra `neds-run` sub-commands.
-COMPONENT_REGISTRIES = ("data_sources", "tokenizers", "maskers", "heads", "metrics", "models")
-RUN_REGISTRIES = ("stages", "commands")
+#: The modalities (what the others read and predict), the six registries of components in
+#: data-flow order (README, "How it fits together"), then the three that extend the run itself:
+#: stages (prepare, train, ...), extra `neds-run` sub-commands, and evaluation reporters.
+COMPONENT_REGISTRIES = ("modalities", "data_sources", "tokenizers", "maskers", "heads", "metrics", "models")
+RUN_REGISTRIES = ("stages", "commands", "reporters")
 REGISTRY_NAMES = COMPONENT_REGISTRIES + RUN_REGISTRIES
 
 # Singular nouns for messages ("unknown masker 'tmporal'").
 _SINGULAR = {
+    "modalities": "modality",
     "data_sources": "data source",
     "tokenizers": "tokenizer",
     "maskers": "masker",
@@ -31,6 +33,7 @@ _SINGULAR = {
     "models": "model",
     "stages": "stage",
     "commands": "command",
+    "reporters": "reporter",
 }
 
 
@@ -63,14 +66,19 @@ class Entry:
     provider: Provider
 
 
-class Registry:
-    """One named registry (e.g. `maskers`)."""
+#: A registry's interface check: (name, factory) -> what the factory lacks (empty: it conforms).
+Check = Callable[[str, Any], "list[str]"]
 
-    def __init__(self, kind: str):
+
+class Registry:
+    """One named registry (e.g. `maskers`); ``check`` is its interface (`neds_framework.contracts`)."""
+
+    def __init__(self, kind: str, check: Check | None = None):
         if kind not in _SINGULAR:
             raise ValueError(f"unknown registry {kind!r}; known: {', '.join(REGISTRY_NAMES)}")
         self.kind = kind
         self.noun = _SINGULAR[kind]
+        self.check = check
         self._entries: dict[str, Entry] = {}
 
     def add(self, name: str, factory: Any, provider: Provider, settings: type | None = None) -> Entry:
@@ -82,6 +90,10 @@ class Registry:
                 f"{self.noun} '{name}' is registered twice: by {first} and by {provider}; "
                 f"uninstall one of them or restrict plugins with NEDS_PLUGINS"
             )
+        missing = self.check(name, factory) if self.check is not None else []
+        if missing:
+            raise NedsError(f"{provider}: {self.noun} '{name}' does not satisfy the {self.noun} interface: "
+                            f"it needs {'; '.join(missing)}")
         if settings is None:
             settings = getattr(factory, "Settings", None)
         if settings is not None and not attrs.has(settings):
@@ -121,9 +133,9 @@ class Registry:
 class Registries:
     """All registries of one loaded plugin set, addressed by attribute (`regs.maskers`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, checks: dict[str, Check] | None = None) -> None:
         for kind in REGISTRY_NAMES:
-            setattr(self, kind, Registry(kind))
+            setattr(self, kind, Registry(kind, (checks or {}).get(kind)))
 
     def __getitem__(self, kind: str) -> Registry:
         if kind not in REGISTRY_NAMES:

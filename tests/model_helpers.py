@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from neds_framework.contracts import CHECKS
 from neds_framework.model import registration
 from neds_framework.model.batch import Batch, session_features
-from neds_framework.model.interfaces import ModalityParts
 from neds_framework.model.neds import Neds
 from neds_framework.registry import REGISTRY_NAMES, Provider, Registries
 from neds_masking import plugin as masking_plugin
 from neds_modalities import plugin as modalities_plugin
-from neds_modalities.heads import ClassificationHead, RegressionHead, SpikesHead
-from neds_modalities.tokenizers import BinnedTokenizer, SpikesTokenizer, StaticTokenizer
+from neds_modalities.parts import builtin_parts
+from neds_modalities.plugin import MODALITIES as SPECS
 
 HIDDEN, BINS = 32, 12
 ALL_MODALITIES = ("spikes", "lfp", "wheel", "whisker", "choice", "block")
@@ -22,7 +22,7 @@ CLASSES = {"choice": 2, "block": 3}
 def registries_with(*plugins: tuple[str, object]) -> Registries:
     """Registries filled by calling each (name, plugin)'s hooks, as the plugin manager does
     (until pyproject declares the built-ins' entry points, tests cannot load them by entry point)."""
-    regs = Registries()
+    regs = Registries(CHECKS)
     for name, plugin in plugins:
         for kind in REGISTRY_NAMES:
             hook = getattr(plugin, f"neds_register_{kind}", None)
@@ -41,18 +41,7 @@ def model_registries(*extra: tuple[str, object]) -> Registries:
 
 
 def tiny_parts(modalities=ALL_MODALITIES, hidden=HIDDEN, bins=BINS, layout="compact", element_masks=False) -> dict:
-    parts = {}
-    for name in modalities:
-        if name == "spikes":
-            settings = SpikesTokenizer.Settings(element_masks=element_masks)
-            parts[name] = ModalityParts(SpikesTokenizer(name, hidden, bins, settings), SpikesHead(name, hidden, bins))
-        elif name in CLASSES:
-            tokenizer = StaticTokenizer(name, hidden, bins, StaticTokenizer.Settings(layout=layout))
-            head = ClassificationHead(name, hidden, bins, ClassificationHead.Settings(CLASSES[name]))
-            parts[name] = ModalityParts(tokenizer, head)
-        else:
-            parts[name] = ModalityParts(BinnedTokenizer(name, hidden, bins), RegressionHead(name, hidden, bins))
-    return parts
+    return builtin_parts(modalities, hidden, bins, layout=layout, element_masks=element_masks)
 
 
 def tiny_model(modalities=ALL_MODALITIES, mode="mm", layout="compact", element_masks=False, seed=0, bins=BINS, **settings) -> Neds:
@@ -80,7 +69,7 @@ def make_batch(session="s0", trials=6, neurons=10, bins=BINS, modalities=ALL_MOD
         "choice": choice,
         "block": block,
     }
-    return Batch(session=session, values={name: values[name] for name in modalities})
+    return Batch(session=session, values={name: values[name] for name in modalities}, specs=SPECS)
 
 
 def with_session(model: Neds, batch: Batch) -> Batch:

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from neds_framework import cli
-from neds_framework.engine.eval_stage import read_table
+from neds_framework.engine.record import read_table
 from neds_framework.engine.record import RunRecord
 from neds_framework.model.batch import Batch
+from neds_modalities.plugin import MODALITIES as SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,8 +56,9 @@ def test_ridge_decoder_predicts_only_hidden_behaviour_and_its_sessions():
     wheel = spikes @ rng.normal(size=n).astype(np.float32) + 0.01 * rng.normal(size=(k, t)).astype(np.float32)
     choice = (spikes.sum(axis=(1, 2)) > np.median(spikes.sum(axis=(1, 2)))).astype(np.int64)
     values = {"spikes": torch.from_numpy(spikes), "wheel": torch.from_numpy(wheel), "choice": torch.from_numpy(choice)}
+    decoder.source = "spikes"
     decoder.sessions["s"] = decoder._fit_session(values)
-    batch = Batch(session="s", values=values)
+    batch = Batch(session="s", values=values, specs=SPECS)
     hidden = {"spikes": torch.zeros(k, t, n, dtype=torch.bool), "wheel": torch.ones(k, t, dtype=torch.bool),
               "choice": torch.zeros(k, dtype=torch.bool)}
     out = decoder.predict(batch, hidden)
@@ -65,7 +67,7 @@ def test_ridge_decoder_predicts_only_hidden_behaviour_and_its_sessions():
     from neds_framework.errors import NedsError
 
     with pytest.raises(NedsError, match="not fitted on session other"):
-        decoder.predict(Batch(session="other", values=values), hidden)
+        decoder.predict(Batch(session="other", values=values, specs=SPECS), hidden)
     one_class = decoder._fit_classifier(spikes.reshape(k, -1), np.zeros(k, dtype=np.int64))
     assert one_class == 0
 
@@ -110,7 +112,7 @@ def test_glm_recovers_known_poisson_weights():
     g = torch.Generator().manual_seed(0)
     k, t, n = 2000, 10, 3
     values = {"wheel": torch.rand(k, t, generator=g), "choice": torch.randint(0, 2, (k,), generator=g)}
-    x = design(values, t)  # (K, T, F): wheel, choice one-hot, bin indicators
+    x = design(values, SPECS, t)  # (K, T, F): wheel, choice one-hot, bin indicators
     true_w = torch.zeros(x.shape[-1], n, dtype=torch.float64)
     true_w[0] = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)  # wheel gain per neuron
     rates = (x @ true_w - 1.0).exp()

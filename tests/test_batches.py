@@ -7,6 +7,12 @@ from neds_framework.data.session import SessionData
 from neds_framework.data.store import SessionStore, StoreWriter
 
 
+def specs(*names):
+    from neds_modalities.plugin import MODALITIES
+
+    return {name: MODALITIES[name] for name in names}
+
+
 def session(eid: str, k: int, n: int, whisker: bool = True) -> SessionData:
     rng = np.random.default_rng(len(eid) + k)
     idx = rng.permutation(k)
@@ -65,7 +71,7 @@ def test_drop_last_and_sharding(store):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_reads_only_the_batch(store, workers):
-    dataset = StoreBatches(store, ["spikes", "wheel", "whisker", "choice"], with_truth=True)
+    dataset = StoreBatches(store, specs("spikes", "wheel", "whisker", "choice"), with_truth=True)
     keys = [BatchKey("bbbbbb", (5, 1, 5)), BatchKey("aaaa", (0, 2))]
     got = list(batch_loader(dataset, keys, workers=workers))
     eid, values = got[0]
@@ -79,7 +85,7 @@ def test_loader_reads_only_the_batch(store, workers):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_cached_batches_equal_streamed_ones(store, workers):
-    modalities = ["spikes", "wheel", "whisker", "choice"]
+    modalities = specs("spikes", "wheel", "whisker", "choice")
     keys = plan_epoch(store, "train", 4, seed=0, epoch=0)
     plain = list(batch_loader(StoreBatches(store, modalities, with_truth=True), keys, workers=workers))
     cached_set = StoreBatches(store, modalities, with_truth=True, cache_bytes=10 * 2**20)

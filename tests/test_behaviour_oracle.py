@@ -14,7 +14,8 @@ import pytest
 
 from neds_framework.data.store import SessionStore
 from neds_framework.data.store_write import StoreWriter
-from neds_framework.engine.evaluate import evaluate_session, format_summary, summarise
+from neds_framework.engine.eval_tables import format_summary, summarise
+from neds_framework.engine.evaluate import evaluate_session
 from neds_framework.plugins import get_plugins
 from neds_ibl.one_connect import OneSettings
 from neds_ibl.source import IblSettings, IblSource
@@ -25,6 +26,12 @@ from neds_ibl.synth_task import (
 )
 
 MODALITIES = ["spikes", "wheel", "whisker", "choice", "block"]
+
+
+def specs():
+    from neds_modalities.plugin import MODALITIES as BUILTIN
+
+    return {name: BUILTIN[name] for name in MODALITIES}
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +182,7 @@ def test_oracle_behaviour_is_scored_after_oracle_and_between_a_psth_and_the_orac
             n = batch.values["spikes"].shape[0]
             return {"spikes": torch.from_numpy(np.repeat(psth, n, axis=0))}
 
-        result = evaluate_session(psth_predictor, s, eid, MODALITIES, all_metrics(), tasks=("encoding",), batch_size=10_000)
+        result = evaluate_session(psth_predictor, s, eid, specs(), all_metrics(), tasks=("encoding",), batch_size=10_000)
     bps = {task: result.tasks[task]["spikes"].scalars["bps"] for task in ("encoding", "oracle", "oracle_behaviour")}
     # Above the mean rate (0 bits per spike) and the PSTH, below the true rates.
     assert max(bps["encoding"], 0.0) < bps["oracle_behaviour"] < bps["oracle"], bps
@@ -186,8 +193,8 @@ def test_oracle_behaviour_is_scored_after_oracle_and_between_a_psth_and_the_orac
 
     glm = GlmEncoder()
     with SessionStore(path) as s:
-        glm.fit(s, [eid], MODALITIES)
-        fitted = evaluate_session(glm.predict, s, eid, MODALITIES, all_metrics(), tasks=("encoding",), batch_size=10_000)
+        glm.fit(s, [eid], specs())
+        fitted = evaluate_session(glm.predict, s, eid, specs(), all_metrics(), tasks=("encoding",), batch_size=10_000)
     assert fitted.tasks["encoding"]["spikes"].scalars["bps"] < bps["oracle_behaviour"]
     summary = summarise(result.rows())
     tasks = list(dict.fromkeys(row[0] for row in summary))
@@ -196,7 +203,7 @@ def test_oracle_behaviour_is_scored_after_oracle_and_between_a_psth_and_the_orac
 
 
 def test_task_order_puts_each_oracle_after_its_task():
-    from neds_framework.engine.evaluate import _task_order
+    from neds_framework.engine.eval_tables import _task_order
 
     names = ["decoding", "oracle_co_smoothing", "oracle_behaviour", "co_smoothing", "oracle", "decode_block", "encoding",
              "oracle_forward", "forward"]

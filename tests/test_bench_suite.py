@@ -36,11 +36,9 @@ def test_quick_suite_writes_a_sane_quality_table(tmp_path):
 
 
 def _suite_modules():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    sys.path.insert(0, str(ROOT))
     import importlib
 
-    return importlib.import_module("benchmarks.__main__"), importlib.import_module("plots")
+    return importlib.import_module("benchmarks.__main__"), importlib.import_module("benchmarks.plots")
 
 
 def test_speed_overview_and_plots_render_the_committed_results(tmp_path):

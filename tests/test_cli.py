@@ -13,7 +13,7 @@ NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
 STAGE_PLUGIN = """
 import attrs
 from pathlib import Path
-from neds_framework import hookimpl
+from neds_framework.api import Masker, hookimpl
 
 @attrs.frozen
 class EchoSettings:
@@ -26,9 +26,13 @@ def echo(context):
 def neds_register_stages(register):
     register("echo", echo, settings=EchoSettings)
 
+class EchoMasker(Masker):
+    def __call__(self, batch, generator):
+        return {name: batch.full_mask(name, False) for name in batch.values}
+
 @hookimpl
 def neds_register_maskers(register):
-    register("echo_masker", object)
+    register("echo_masker", EchoMasker)
 """
 
 
@@ -113,3 +117,20 @@ def test_validate_rejects_bad_recipes_with_one_line(tmp_path, case):
 def test_module_entry_point_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "neds_framework.cli", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "neds-framework" in proc.stdout
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("train.batch_size=0", "train.batch_size: 'batch_size' must be >= 1"),
+    ("train.epochs=-1", "train.epochs: 'epochs' must be >= 1"),
+    ("train.optimizer.lr=-1", "train.optimizer.lr: 'lr' must be > 0.0"),
+    ("train.optimizer.lr=.nan", "train.optimizer.lr: 'lr' must be > 0.0: nan"),
+    ("train.optimizer.lr=.inf", "train.optimizer.lr: 'lr' must be < inf"),
+    ("model.layers=100000", "model.layers: 'layers' must be <= 1000"),
+    ("eval.heldout_fraction=1.5", "eval.heldout_fraction: 'heldout_fraction' must be <= 1.0"),
+])
+def test_validate_checks_numeric_ranges(setting, message, capsys):
+    """Issue #15: nonsense numbers are refused by validate, naming the key, not at run time."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    assert cli.main(["validate", str(recipe), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -11,28 +11,14 @@ from pathlib import Path
 import pytest
 
 from neds_framework.engine.record import RunRecord
+from tests import helpers
 
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def recipe(folder: Path) -> Path:
-    path = folder / "tiny.yaml"
-    path.write_text(textwrap.dedent(f"""
-        extends: {ROOT / 'recipes' / 'common' / 'neds_mm.yaml'}
-        stages: [prepare, train, eval]
-        run: {{dir: {folder / 'runs'}, seed: 3}}
-        data:
-          store: {folder / 'store.h5'}
-          source:
-            name: ibl
-            one: {{mode: local, cache_dir: {folder / 'cache'}}}
-            synthesize: {{sessions: 2, seed: 1, trials: 60, units: 24}}
-        model: {{layers: 1, hidden: 16, heads: 2, ffn: 32}}
-        train: {{epochs: 4, batch_size: 16, threads: 1, progress: false, optimizer: {{lr: 3.0e-3}}}}
-        eval: {{figures: false}}
-        """))
-    return path
+    return helpers.tiny_recipe(folder, epochs=4, extra="eval: {figures: false}\n")
 
 
 def run(*args, cwd, env=None, timeout=600):
@@ -60,7 +46,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 
 
 def _table(record):
-    from neds_framework.engine.eval_stage import read_table
+    from neds_framework.engine.record import read_table
 
     return read_table(record)
 

@@ -12,13 +12,15 @@ import torch
 
 from neds_framework import cli
 from neds_framework.data.store import SessionStore
-from neds_framework.engine.eval_stage import read_table, recipe_metrics
-from neds_framework.engine.evaluate import evaluate_session, format_summary, summarise
+from neds_framework.engine.record import read_table
+from neds_framework.engine.eval_tables import format_summary, summarise
+from neds_framework.engine.evaluate import evaluate_session, recipe_metrics
+from neds_framework.modality import modality_specs
+from tests import helpers
 from neds_framework.engine.record import RunRecord
 from neds_framework.plugins import get_plugins, reset_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ROOT / "recipes" / "common" / "neds_mm.yaml"
 
 
 pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test (conftest)
@@ -26,26 +28,13 @@ pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test
 
 def write_recipe(folder: Path, name: str, body: str) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(f"extends: {COMMON}\n" + textwrap.dedent(body))
+    path.write_text(body)
     return path
 
 
-def tiny_body(folder: Path, stages: str, cache: str = "cache", lab: str = "synthlab", store: str = "store.h5",
-              epochs: int = 2, extra: str = "") -> str:
-    return f"""
-        stages: {stages}
-        run: {{dir: {folder / 'runs'}, seed: 3}}
-        data:
-          store: {folder / store}
-          source:
-            name: ibl
-            one: {{mode: local, cache_dir: {folder / cache}}}
-            synthesize: {{sessions: 2, seed: 1, trials: 60, units: 24, lab: {lab}}}
-        model: {{layers: 1, hidden: 16, heads: 2, ffn: 32}}
-        train: {{epochs: {epochs}, batch_size: 16, threads: 1, progress: false, optimizer: {{lr: 3.0e-3}}}}
-        eval: {{figure_sessions: 1, top_neurons: 3}}
-        {extra}
-        """
+def tiny_body(folder: Path, stages: str, name: str, lab: str = "synthlab", epochs: int = 2, extra: str = "") -> str:
+    return helpers.tiny_recipe_text(folder, name, stages=stages, lab=lab, epochs=epochs,
+                                    extra="eval: {figure_sessions: 1, top_neurons: 3}\n" + extra + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +42,7 @@ def trained(tmp_path_factory):
     """One tiny run of prepare -> train -> eval, shared by the tests that only read it."""
     reset_plugins()
     folder = tmp_path_factory.mktemp("evalrun")
-    recipe = write_recipe(folder, "tiny", tiny_body(folder, "[prepare, train, eval]"))
+    recipe = write_recipe(folder, "tiny", tiny_body(folder, "[prepare, train, eval]", "tiny"))
     assert cli.main([str(recipe)]) == 0
     reset_plugins()
     return folder, folder / "runs" / "tiny"
@@ -129,7 +118,8 @@ def test_a_model_predicting_the_true_rates_scores_the_oracle(trained):
         assert batch.size == len(trials) and bool(masks["spikes"].all())
         return {"spikes": truth}
 
-    result = evaluate_session(truth_predictor, store, eid, list(recipe.modalities), metrics, tasks=("encoding",), batch_size=10_000)
+    specs = modality_specs(recipe.modalities, registries)
+    result = evaluate_session(truth_predictor, store, eid, specs, metrics, tasks=("encoding",), batch_size=10_000)
     encoding, oracle = result.tasks["encoding"]["spikes"], result.tasks["oracle"]["spikes"]
     assert encoding.scalars["bps"] == pytest.approx(oracle.scalars["bps"], abs=1e-9)
     np.testing.assert_allclose(encoding.arrays["bps_per_neuron"], oracle.arrays["bps_per_neuron"])
@@ -150,7 +140,7 @@ def test_summary_is_mean_and_sem_over_sessions():
 def test_finetune_adds_new_sessions_and_trains_only_them(trained, tmp_path):
     folder, pretrained_run = trained
     body = tiny_body(
-        tmp_path, "[prepare, finetune, eval]", lab="heldoutlab",
+        tmp_path, "[prepare, finetune, eval]", "ft", lab="heldoutlab",
         extra=f"finetune: {{pretrained: {pretrained_run}, train_only: new, epochs: 1, threads: 1, progress: false}}",
     )
     recipe = write_recipe(tmp_path, "ft", body)
@@ -177,7 +167,7 @@ def test_finetune_adds_new_sessions_and_trains_only_them(trained, tmp_path):
 
 
 def test_selection_on_a_named_validation_metric(tmp_path):
-    body = tiny_body(tmp_path, "[prepare, train]", epochs=2).replace(
+    body = tiny_body(tmp_path, "[prepare, train]", "sel", epochs=2).replace(
         "optimizer: {lr: 3.0e-3}}", "optimizer: {lr: 3.0e-3}, select: val_encoding_spikes_bps}"
     )
     recipe = write_recipe(tmp_path, "sel", body)
@@ -189,11 +179,11 @@ def test_selection_on_a_named_validation_metric(tmp_path):
 
 
 def test_bad_eval_and_finetune_settings_are_one_line_errors(tmp_path, capsys):
-    recipe = write_recipe(tmp_path, "bad", tiny_body(tmp_path, "[eval]", extra="").replace(
+    recipe = write_recipe(tmp_path, "bad", tiny_body(tmp_path, "[eval]", "bad", extra="").replace(
         "eval: {figure_sessions: 1, top_neurons: 3}", "eval: {tasks: [encoding, telepathy]}"))
     assert cli.main([str(recipe)]) == 2
     assert "eval.tasks: unknown task 'telepathy'" in capsys.readouterr().err
-    recipe = write_recipe(tmp_path, "noft", tiny_body(tmp_path, "[finetune]", extra="finetune: {epochs: 1}"))
+    recipe = write_recipe(tmp_path, "noft", tiny_body(tmp_path, "[finetune]", "noft", extra="finetune: {epochs: 1}"))
     assert cli.main([str(recipe)]) == 2
     assert "finetune.pretrained: missing" in capsys.readouterr().err
 
@@ -210,11 +200,11 @@ modalities:
 
 def test_a_mixed_masking_recipe_trains_and_its_matching_evaluations_run(trained, tmp_path):
     folder, _ = trained
-    body = tiny_body(tmp_path, "[prepare, train, eval]", epochs=1).replace(
+    body = tiny_body(tmp_path, "[prepare, train, eval]", "mixed", epochs=1).replace(
         "eval: {figure_sessions: 1, top_neurons: 3}",
         "eval: {figures: false, tasks: [encoding, co_smoothing, forward, inter_region, intra_region], forward_bins: 10}",
     )
-    recipe = write_recipe(tmp_path, "mixed", body + textwrap.indent(textwrap.dedent(MIXED), "        "))
+    recipe = write_recipe(tmp_path, "mixed", body + textwrap.dedent(MIXED))
     assert cli.main([str(recipe)]) == 0
     record = RunRecord.load(tmp_path / "runs" / "mixed")
     rows = read_table(record)
@@ -251,7 +241,7 @@ def test_the_oracle_scores_its_own_ceiling_on_each_spike_task(trained):
         from a pass that did not hide it would pull the score off the oracle's."""
         return {"spikes": torch.where(masks["spikes"], truth, 1000.0)}
 
-    result = evaluate_session(truth_predictor, store, eid, ["spikes", "wheel"], recipe_metrics(recipe, registries),
+    result = evaluate_session(truth_predictor, store, eid, modality_specs(["spikes", "wheel"], registries), recipe_metrics(recipe, registries),
                               tasks=("co_smoothing", "forward", "inter_region", "intra_region"), batch_size=10_000)
     for task in ("co_smoothing", "forward", "inter_region", "intra_region"):
         got, ceiling = result.tasks[task]["spikes"].scalars, result.tasks[f"oracle_{task}"]["spikes"].scalars

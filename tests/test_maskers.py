@@ -37,7 +37,7 @@ PER_NEURON = ("neuron", "inter_region", "intra_region", "random")
 def regional_batch(trials=8, neurons=12, bins=20, regions=3, seed=0, modalities=("spikes", "wheel", "choice")) -> Batch:
     batch = make_batch(trials=trials, neurons=neurons, bins=bins, modalities=modalities, seed=seed)
     codes = torch.arange(neurons) % regions
-    return Batch(session=batch.session, values=batch.values, regions=codes)
+    return Batch(session=batch.session, values=batch.values, specs=batch.specs, regions=codes)
 
 
 def draw(name, batch, seed=0, **options):
@@ -145,7 +145,7 @@ def test_region_schemes_need_region_labels_and_neurons():
     batch = make_batch(trials=3, neurons=6, modalities=("spikes", "wheel"))
     with pytest.raises(NedsError, match="needs the region of each neuron"):
         draw("inter_region", batch)
-    single = Batch(session="s0", values=batch.values, regions=torch.zeros(6, dtype=torch.long))
+    single = Batch(session="s0", values=batch.values, specs=batch.specs, regions=torch.zeros(6, dtype=torch.long))
     with pytest.raises(NedsError, match="has neurons in one region only"):
         draw("inter_region", single)
     assert draw("inter_region", single, allow_degenerate=True)["spikes"].all()
@@ -213,9 +213,7 @@ THIRD_PARTY = '''
     import attrs
     import torch
 
-    from neds_framework import hookimpl
-    from neds_framework.model.batch import full_mask
-    from neds_framework.model.interfaces import Masker
+    from neds_framework.api import Masker, hookimpl
 
 
     class FirstBins(Masker):
@@ -224,7 +222,7 @@ THIRD_PARTY = '''
             bins: int = 5
 
         def __call__(self, batch, generator):
-            masks = {name: full_mask(name, value, False) for name, value in batch.values.items()}
+            masks = {name: batch.full_mask(name, False) for name in batch.values}
             spikes = batch.values["spikes"]
             hidden = torch.arange(spikes.shape[1], device=spikes.device) < self.settings.bins
             masks["spikes"] = hidden.view(1, -1, 1).expand(spikes.shape)

@@ -105,7 +105,7 @@ def test_settings_from_a_recipe_and_their_errors(tmp_path):
     recipe = load_recipe(path, registries=regs)
     assert recipe.masker.config.ratio == 0.1 and recipe.masker.config.schemes == {"encoding": 1.0, "cross_modality": 2.0}
     cases = (
-        ("ratio: 1.5", "ratio must be in"),
+        ("ratio: 1.5", r"masker.ratio: .ratio. must be <= 1"),
         ("schemes: {encodng: 1}", "unknown scheme"),
         ("schemes: {encoding: 0}", "not all 0"),
     )

@@ -392,7 +392,7 @@ def test_plugin_registers_every_metric_and_each_runs(metrics_registry):
     labels_true, labels_pred = rng.integers(0, 3, 8), rng.integers(0, 3, 8)
     conditions = np.array([0, 1] * 4)
     inputs = {
-        "spikes": (rates, counts),
+        "counts": (rates, counts),
         "dynamic": (beh_pred, beh_target),
         "static": (labels_pred, labels_true),
     }

@@ -8,9 +8,9 @@ import attrs
 import pytest
 import torch
 
-from neds_framework import hookimpl
+from neds_framework.api import ModalitySpec, hookimpl
 from neds_framework.errors import NedsError
-from neds_framework.model.batch import Batch, full_mask, session_features
+from neds_framework.model.batch import Batch, session_features
 from neds_framework.model.build import build_model
 from neds_framework.model.eval_masks import decoding_masks, encoding_masks, variable_decoding_masks
 from neds_framework.model.interfaces import TRIAL_TIME, Head, Tokenizer
@@ -25,6 +25,7 @@ from tests.model_helpers import (
     BINS,
     CLASSES,
     HIDDEN,
+    SPECS,
     make_batch,
     model_registries,
     tiny_model,
@@ -156,7 +157,7 @@ def test_element_masks_hide_single_neurons_without_leaking():
     g = torch.Generator().manual_seed(3)
     masks = {
         "spikes": torch.rand(batch.values["spikes"].shape, generator=g) < 0.3,
-        "wheel": full_mask("wheel", batch.values["wheel"], False),
+        "wheel": batch.full_mask("wheel", False),
     }
     out = model(batch, masks)
     perturbed = model(perturb_masked(batch, masks), masks)
@@ -172,7 +173,7 @@ def test_partial_spike_masks_need_element_masks():
     batch = with_session(model, make_batch(modalities=("spikes", "wheel")))
     masks = {
         "spikes": torch.zeros(batch.values["spikes"].shape, dtype=torch.bool),
-        "wheel": full_mask("wheel", batch.values["wheel"], False),
+        "wheel": batch.full_mask("wheel", False),
     }
     masks["spikes"][0, 0, 0] = True
     with pytest.raises(NedsError, match="element_masks: true"):
@@ -398,11 +399,11 @@ def overfit_batch(tmp_path) -> Batch:
         name: torch.from_numpy(data.modalities[name][:4].astype("int64" if name in ("choice", "block") else "float32"))
         for name in names
     }
-    return Batch(session=eid, values=values)
+    return Batch(session=eid, values=values, specs=SPECS)
 
 
 def test_a_tiny_model_overfits_one_batch_of_generated_data(tmp_path):
-    from neds_framework.engine.train import flushed_denormals
+    from neds_framework.engine.stages.train import flushed_denormals
 
     with flushed_denormals(True):  # as the train stage runs on CPU
         _overfit(overfit_batch(tmp_path))
@@ -464,6 +465,10 @@ class PupilHead(Head):
 
 class PupilPlugin:
     @hookimpl
+    def neds_register_modalities(self, register):
+        register("pupil", ModalitySpec(role="behaviour", timing="per_bin", values="continuous"))
+
+    @hookimpl
     def neds_register_tokenizers(self, register):
         register("pupil", PupilTokenizer)
 
@@ -486,7 +491,8 @@ def test_a_new_modality_from_a_plugin_trains(tmp_path):
     recipe = load_recipe(path, registries=regs)
     base = make_batch(session="p", trials=8, modalities=("spikes", "wheel"))
     # Pupil size follows the same drive as the wheel: a real signal to learn from the spikes.
-    batch = Batch("p", {"spikes": base.values["spikes"], "pupil": 1.0 + 0.5 * base.values["wheel"]})
+    specs = {"spikes": SPECS["spikes"], "pupil": regs.modalities.get("pupil").factory}
+    batch = Batch("p", {"spikes": base.values["spikes"], "pupil": 1.0 + 0.5 * base.values["wheel"]}, specs)
     model = build_model(recipe, regs, {"p": session_features(batch.values)}, n_bins=BINS)
     outs = train(model, batch, steps=60, lr=1e-2)
     pupil_first = outs[0].losses["pupil"][0] / outs[0].losses["pupil"][1].clamp(min=1)
@@ -534,3 +540,25 @@ def test_unfused_attention_path_matches_the_fused_one():
     x = torch.randn(2, 9, 32, generator=g)
     assert not torch.equal(attention.train()(x), attention(x))  # dropout draws differ
     assert torch.equal(attention.eval()(x), attention(x))
+
+
+def test_model_neural_from_older_run_folders_must_agree_with_the_specs():
+    """Recipes dumped before the specs carried `model.neural: [spikes, lfp]`; it still loads."""
+    assert tiny_model(modalities=("spikes", "wheel"), neural=("spikes", "lfp")).neural == ("spikes",)
+    with pytest.raises(NedsError, match="model.neural: wheel disagrees with the modality specs"):
+        tiny_model(modalities=("spikes", "wheel"), neural=("wheel",))
+
+
+def test_a_heads_class_count_must_match_its_modality(tmp_path):
+    regs = model_registries()
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent("""
+        stages: []
+        model: {name: neds, layers: 1, hidden: 32, heads: 4, ffn: 64}
+        modalities:
+          spikes: {tokenizer: spikes, head: spikes}
+          block: {tokenizer: static, head: {name: classification, n_classes: 4}}
+    """))
+    recipe = load_recipe(path, registries=regs)
+    with pytest.raises(NedsError, match=r"modalities.block.head.n_classes: 4, but modality 'block' has 3 classes"):
+        build_model(recipe, regs, {}, n_bins=BINS)

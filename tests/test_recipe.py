@@ -264,3 +264,21 @@ def test_a_plugin_settings_choice_error_names_the_key_and_the_choices(override, 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
     msg = error_of(recipe, get_plugins().registries, [override])
     assert expected in msg and "Attribute(" not in msg
+
+
+@pytest.mark.parametrize(
+    "child, check",
+    [
+        ("run: {name: other}", lambda r: (r.run.name, r.run.dir, r.run.seed) == ("other", "elsewhere", 3)),
+        ("data: {store: s.h5}", lambda r: r.data.store == "s.h5" and r.data.source.name == "ibl"),
+        ("train: {epochs: 9}", lambda r: r.section("train").epochs == 9 and r.section("train").optimizer.lr == 0.01),
+    ],
+)
+def test_non_plugin_sections_merge_key_by_key(base, regs, tmp_path, child, check):
+    """A child's `run: {name: X}` (or `--set run.name=X`) keeps the base's run folder and seed; data
+    and stage sections merge the same way. Only a plugin section naming another plugin is replaced."""
+    text = base.read_text().replace("run: {dir: runs, seed: 3}", "run: {dir: elsewhere, seed: 3, name: base}")
+    base.write_text(text + "data: {source: {name: ibl}}\n")
+    path = write(tmp_path / "child.yaml", f"extends: base.yaml\n{child}\n")
+    assert check(load_recipe(path, registries=regs))
+    assert check(load_recipe(base, [child.replace(": {", ".", 1).replace("}", "").replace(": ", "=", 1)], regs))

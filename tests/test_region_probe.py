@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from region_probe import probe_accuracy  # noqa: E402
+from benchmarks.region_probe import probe_accuracy
 
 
 def _mixed_sign_regions(rng, n=120, dim=6):

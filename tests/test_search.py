@@ -68,7 +68,7 @@ def test_three_tiny_trials_write_a_table_and_the_best_recipe(tmp_path, capsys):
 
 
 def test_search_without_ray_says_how_to_get_it(tmp_path, monkeypatch, capsys):
-    from neds_framework.engine import search
+    import neds_framework.engine.stages.search as search
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(NedsError, match=r"pip install -e '\.\[tune\]'"):

@@ -78,8 +78,8 @@ def write_store(path, sessions, settings=SETTINGS):
 def assert_same_array(got, expected, name):
     expected = np.asarray(expected)
     assert got.shape == expected.shape, name
-    if name == "modalities.spikes":
-        assert got.dtype.kind == "u", name  # narrowed: only the values must survive
+    if name.startswith("modalities.") and expected.dtype.kind in "iu":
+        assert got.dtype.kind in "iu" and got.itemsize <= expected.itemsize, name  # narrowed: only the values survive
     elif expected.dtype.kind in "UO":
         assert got.dtype.kind == "U", name
     else:
@@ -222,17 +222,33 @@ def test_spikes_stored_in_smallest_unsigned_type(tmp_path, max_count, dtype):
     assert np.array_equal(got, session.modalities["spikes"])
 
 
-@pytest.mark.parametrize("spikes", [np.full((30, 12, 3), 1.0), np.full((30, 12, 3), -1)])
-def test_spikes_must_be_non_negative_integers(tmp_path, spikes):
+@pytest.mark.parametrize(
+    "name, array, message",
+    [
+        ("spikes", np.full((30, 12, 3), 1.0), "holds counts, so integers"),
+        ("spikes", np.full((30, 12, 3), -1), "so values >= 0; found -1"),
+        ("spikes", np.zeros((30, 12, 4), np.uint8), r"must be \(trials, bins, 3 neurons\)"),
+        ("block", np.full(30, 3), r"has 3 classes \(0..2\); found label 3"),
+        ("choice", np.zeros((30, 2), np.int64), r"is per trial, so \(trials,\)"),
+        ("wheel", np.zeros(30, np.float32), "is per bin"),
+        ("wheel", np.zeros((29, 12), np.float32), "has 29 rows, expected one per trial"),
+    ],
+)
+def test_prepare_checks_each_modality_against_its_spec_before_writing(name, array, message):
+    """Shapes and values come from the modality's spec (the writer narrows any integer array)."""
+    from neds_framework.engine.stages.prepare import check_session
+    from neds_framework.errors import NedsError
+    from tests.helpers import fake_registries
+
     bad = make_session("eid-bad", n_neurons=3)
-    bad.modalities["spikes"] = spikes
+    bad.modalities[name] = array
+    with pytest.raises(NedsError, match=f"session eid-bad: modality '{name}' .*{message}"):
+        check_session(bad, fake_registries().modalities, "ibl")
     good = make_session("eid-good", n_neurons=3)
-    with StoreWriter(tmp_path / "s.h5", SETTINGS) as writer:
-        with pytest.raises(ValueError, match="spikes"):
-            writer.add(bad)
-        writer.add(good)
-    with SessionStore(tmp_path / "s.h5") as store:  # the failed session left nothing behind
-        assert store.eids == ["eid-good"]
+    check_session(good, fake_registries().modalities, "ibl")
+    good.modalities["pupil"] = np.zeros((30, 12), np.float32)
+    with pytest.raises(NedsError, match="produced modality 'pupil'.*which no plugin declares"):
+        check_session(good, fake_registries().modalities, "ibl")
 
 
 # ----------------------------------------------------------------------------- settings hash

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from neds_framework import cli
+from tests import helpers
 from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import OptimizerSettings, ScheduleSettings
@@ -27,25 +28,7 @@ pytestmark = pytest.mark.usefixtures("fresh_plugins")  # plugins loaded per test
 
 
 def tiny_recipe(folder: Path, epochs: int = 3) -> Path:
-    path = folder / "tiny.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            extends: {ROOT / 'recipes' / 'common' / 'neds_mm.yaml'}
-            stages: [prepare, train]
-            run: {{dir: {folder / 'runs'}, seed: 7}}
-            data:
-              store: {folder / 'store.h5'}
-              source:
-                name: ibl
-                one: {{mode: local, cache_dir: {folder / 'cache'}}}
-                synthesize: {{sessions: 2, seed: 1, trials: 60, units: 24}}
-            model: {{layers: 1, hidden: 16, heads: 2, ffn: 32}}
-            train: {{epochs: {epochs}, batch_size: 16, threads: 1, progress: false, optimizer: {{lr: 3.0e-3}}}}
-            """
-        )
-    )
-    return path
+    return helpers.tiny_recipe(folder, stages="[prepare, train]", seed=7, epochs=epochs)
 
 
 def test_optimisers_by_name():
@@ -155,3 +138,25 @@ def test_loss_scales_come_from_the_training_split_only(tmp_path):
     epochs = record.history["epoch"]
     assert len(epochs["val_encoding_spikes_bps"]) == 1 and len(epochs["val_decoding_wheel_r2"]) == 1
     assert epochs["step"][0] > 0
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step(tmp_path, capsys, monkeypatch):
+    """Issue #15: a NaN loss is a failed run (exit 1, one line naming the step), and the weights it
+    would have produced are never saved."""
+    from neds_framework.engine.stages import train as train_stage
+
+    recipe = tiny_recipe(tmp_path, epochs=2)
+    original = train_stage.Trainer._to_batch
+
+    def poisoned(self, eid, values):  # in the second epoch, a NaN wheel value reaches the loss
+        batch = original(self, eid, values)
+        if self.epoch >= 1:
+            batch.values["wheel"][0, 0] = float("nan")
+        return batch
+
+    monkeypatch.setattr(train_stage.Trainer, "_to_batch", poisoned)
+    assert cli.main([str(recipe)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("neds-run:")]
+    assert len(errors) == 1 and re.search(r"the loss is nan at step \d+ \(epoch 2, session", errors[0]), errors
+    assert "lower train.optimizer.lr" in errors[0]
+    assert RunRecord.load(tmp_path / "runs" / "tiny").checkpoint("last")["epoch"] == 1  # the first epoch's, kept

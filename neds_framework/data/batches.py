@@ -13,16 +13,14 @@ however many sessions the store holds.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import attrs
 import numpy as np
 import torch
 
 from neds_framework.data.store import SessionStore
-
-#: Modalities stored as integer class indices (everything else is read as float32).
-_INTEGER_MODALITIES = ("choice", "block")
+from neds_framework.modality import ModalitySpec
 
 
 @attrs.frozen
@@ -109,14 +107,18 @@ class SessionCache:
 class StoreBatches(torch.utils.data.Dataset):
     """Maps a `BatchKey` to (session, {modality: tensor}); use with a DataLoader and batch_size=None.
 
+    ``specs`` names the modalities to read and gives each its dtype (`ModalitySpec.dtype`: int64
+    class labels, float32 otherwise); a session lacking one simply has no entry for it.
+
     With ``cache_bytes`` > 0, each session's arrays are read whole on first use and batches are
     sliced from memory (`SessionCache`); a session whose array does not fit the budget is read
     batch by batch from the store, as without a cache.
     """
 
-    def __init__(self, store: SessionStore, modalities: Sequence[str], with_truth: bool = False, cache_bytes: int = 0):
+    def __init__(self, store: SessionStore, specs: Mapping[str, ModalitySpec], with_truth: bool = False,
+                 cache_bytes: int = 0):
         self.store = store
-        self.modalities = tuple(modalities)
+        self.specs = dict(specs)
         self.with_truth = with_truth
         self.cache = SessionCache(cache_bytes)
         self._info: dict = {}
@@ -136,12 +138,11 @@ class StoreBatches(torch.utils.data.Dataset):
         trials = np.asarray(key.trials, dtype=np.int64)
         info = self._session_info(key.session)
         values = {}
-        for name in self.modalities:
+        for name, spec in self.specs.items():
             if name not in info.modalities:
                 continue
             array = self._rows("modalities", key.session, name, trials)
-            dtype = np.int64 if name in _INTEGER_MODALITIES else np.float32
-            values[name] = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype))
+            values[name] = torch.from_numpy(np.ascontiguousarray(array, dtype=spec.dtype))
         if self.with_truth and "rates" in info.truth:
             values["truth_rates"] = torch.from_numpy(self._rows("truth", key.session, "rates", trials).astype(np.float32))
         return key.session, values

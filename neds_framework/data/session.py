@@ -81,9 +81,6 @@ class SessionData:
             arr = np.asarray(arr)
             if arr.shape[:1] != (k,):
                 raise ValueError(f"session {self.eid}: {name} has leading dimension {arr.shape[:1]}, expected ({k},)")
-        spikes = self.modalities.get("spikes")
-        if spikes is not None and (spikes.ndim != 3 or spikes.shape[2] != n):
-            raise ValueError(f"session {self.eid}: spikes must be (trials, bins, {n} neurons), got {spikes.shape}")
         for name, idx in self.splits.items():
             if name not in SPLITS:
                 raise ValueError(f"session {self.eid}: unknown split {name!r}; expected one of {SPLITS}")

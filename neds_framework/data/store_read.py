@@ -177,8 +177,8 @@ class SessionStore:
         # then lay the rows out as asked.
         unique, inverse = np.unique(rows, return_inverse=True)
         with self._damage_guard(ds):
-            block = ds[unique] if unique.size else np.empty((0, *ds.shape[1:]), ds.dtype)
-        return block[inverse]
+            read = ds[unique] if unique.size else np.empty((0, *ds.shape[1:]), ds.dtype)
+        return read[inverse]
 
     def _read_whole(self, ds: h5py.Dataset) -> np.ndarray:
         with self._damage_guard(ds):

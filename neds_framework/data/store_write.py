@@ -114,7 +114,7 @@ class StoreWriter:
     def add(self, session: SessionData) -> None:
         """Write one session now."""
         if self._file is None:
-            raise RuntimeError("StoreWriter.add is only valid inside its `with` block")
+            raise RuntimeError("StoreWriter.add is only valid inside its `with` statement")
         sessions = self._file["sessions"]
         _check_eid(session.eid, sessions)
         try:
@@ -143,7 +143,7 @@ def _write_session(group: h5py.Group, session: SessionData) -> None:
     modalities = group.create_group("modalities", track_order=True)
     for name, array in session.modalities.items():
         array = np.asarray(array)
-        _write_trial_major(modalities, name, _narrow_counts(array) if name == "spikes" else array)
+        _write_trial_major(modalities, name, _narrow_integers(array))
     splits = group.create_group("splits", track_order=True)
     for name, indices in session.splits.items():
         splits.create_dataset(name, data=np.asarray(indices, dtype=np.int64))
@@ -164,17 +164,14 @@ def _write_columns(group: h5py.Group, columns: Mapping[str, Any]) -> None:
             group.create_dataset(name, data=values)
 
 
-def _narrow_counts(spikes: np.ndarray) -> np.ndarray:
-    """Spike counts in the smallest unsigned type that holds the largest: most bins hold 0-3
-    spikes, so uint8 is the usual answer and the store is a quarter of int32's size."""
-    if spikes.dtype.kind not in "iu":
-        raise ValueError(f"spikes must be integer counts, got dtype {spikes.dtype}")
-    if spikes.size == 0:
-        return spikes.astype(np.uint8)
-    low, high = int(spikes.min()), int(spikes.max())
-    if low < 0:
-        raise ValueError(f"spikes must be non-negative counts, found {low}")
-    return spikes.astype(np.min_scalar_type(high), copy=False)
+def _narrow_integers(array: np.ndarray) -> np.ndarray:
+    """Integer arrays (spike counts, class labels) in the smallest type that holds their range:
+    most bins hold 0-3 spikes, so counts are usually uint8, a quarter of int32's size. Batches
+    read them back in their modality's dtype (`ModalitySpec.dtype`); floats are kept as they are."""
+    if array.dtype.kind not in "iu" or array.size == 0:
+        return array
+    low, high = int(array.min()), int(array.max())
+    return array.astype(np.result_type(np.min_scalar_type(low), np.min_scalar_type(high)), copy=False)
 
 
 def _write_trial_major(group: h5py.Group, name: str, array: np.ndarray) -> None:

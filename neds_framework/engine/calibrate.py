@@ -14,12 +14,13 @@ from neds_framework.data.batches import BatchKey, StoreBatches
 from neds_framework.data.store import SessionStore
 
 
-def calibrate_sessions(model: torch.nn.Module, store: SessionStore, eids, modalities) -> dict[str, dict[str, float]]:
-    """Calibrate ``model`` on the training split of each of ``eids``; eid -> modality -> loss scale."""
+def calibrate_sessions(model: torch.nn.Module, store: SessionStore, eids, specs) -> dict[str, dict[str, float]]:
+    """Calibrate ``model`` on the training split of each of ``eids`` (reading the modalities of
+    ``specs``); eid -> modality -> loss scale."""
     calibrate = getattr(model, "calibrate", None)
     if calibrate is None:
         return {}
-    reader = StoreBatches(store, list(modalities))
+    reader = StoreBatches(store, specs)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     scales = {}
     for eid in eids:

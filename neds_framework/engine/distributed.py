@@ -15,6 +15,8 @@ import attrs
 import torch
 import torch.distributed as dist
 
+from neds_framework.errors import NedsError
+
 
 @attrs.frozen
 class World:
@@ -88,3 +90,15 @@ def gather_objects(obj) -> list:
 def _collective_device(device) -> torch.device:
     device = torch.device(device)
     return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def pick_device(name: str, key: str = "device") -> torch.device:
+    """The device a setting (``key``) names: ``auto`` is this rank's GPU when there is one, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", world().local_rank)
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NedsError(f"{key}: {name} requested but no CUDA device is available; use auto or cpu")
+    return device

@@ -3,17 +3,19 @@
 For each session the split's trials are run through a predictor under the evaluation masks
 (`neds_framework.model.eval_masks`):
 
-    encoding     all neural activity hidden, behaviour shown: spike rates (and LFP) are scored
-    decoding     all behaviour hidden, activity shown: wheel, whisker, choice, block are scored
+    encoding     all neural modalities hidden, behaviour shown: the neural ones are scored
+    decoding     all behaviour hidden, neural activity shown: the behaviour is scored
     variables    one task per behaviour variable, ``decode_<name>``: only that variable hidden
-    oracle       (sessions with ground truth) the simulator's true rates scored as a prediction:
-                 the ceiling of encoding
-    oracle_behaviour  (sessions with it) the behaviour-only oracle: the expected counts given
-                 only the shown behaviour, the ceiling of encoding from behaviour
+    co_smoothing, forward, inter_region, intra_region
+                 parts of each element-masked modality hidden (held-out neurons, the last
+                 bins, one region from the others, part of a region from the rest)
+    oracles      (sessions with ground truth) each modality's `ModalitySpec.oracles`: a truth
+                 array scored as a prediction, e.g. the simulator's true rates (``oracle``, the
+                 ceiling of encoding) and the behaviour-only rates (``oracle_behaviour``)
 
-A modality is scored in a task only where the task hides all of it. Each metric scores the
-modalities of its ``kind`` ("spikes": rates vs counts, "dynamic": per-bin values, "static":
-class labels). Scalars go into one long table (session, task, modality, metric, value);
+Roles, shapes and oracles come from each modality's spec, never from its name. A modality is
+scored in a task only where the task hides all of it. Each metric scores the modalities whose
+spec's ``metric_kind`` equals the metric's ``kind``. Scalars go into one long table (session, task, modality, metric, value);
 per-neuron arrays, predictions and targets are kept per session for the run record and figures.
 
 A predictor is any callable ``(batch, masks) -> {modality: tensor}`` returning what metrics
@@ -23,8 +25,6 @@ consume (`Head.predict`): the trained model is one, the oracle and baselines are
 from __future__ import annotations
 
 import contextlib
-import sys
-import zlib
 from typing import Callable, Iterable
 
 import attrs
@@ -33,10 +33,12 @@ import torch
 
 from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes
 from neds_framework.data.store import SessionStore
-from neds_framework.engine.settings import TASKS
+from neds_framework.engine.eval_tasks import SPIKE_TASKS, TaskOptions, expand_tasks, task_passes
 from neds_framework.errors import NedsError
-from neds_framework.model.batch import ELEMENT_MASKED, NEURAL_MODALITIES, Batch, Masks, full_mask, is_static
-from neds_framework.model.eval_masks import decoding_masks, encoding_masks, variable_decoding_masks
+from neds_framework.modality import ModalitySpec
+from neds_framework.model.batch import Batch, Masks, is_static
+from neds_framework.model.build import component_settings
+from neds_framework.stats import nanmean_or_nan
 
 Predictor = Callable[[Batch, Masks], dict]
 
@@ -68,101 +70,18 @@ class SessionResult:
         ]
 
 
-# --------------------------------------------------------------------------- what to hide
-
-
-@attrs.frozen
-class TaskOptions:
-    """Shapes of the masking-scheme evaluations (eval settings of the same names)."""
-
-    heldout_fraction: float = 0.2  # co_smoothing: share of each session's neurons held out
-    forward_bins: int = 20  # forward: the last bins predicted from the earlier ones
-    intra_fraction: float = 0.5  # intra_region: share of a region hidden per pass
-
-
-#: Tasks that hide part of the spikes (element masks) and score the hidden part only.
-SPIKE_TASKS = ("co_smoothing", "forward", "inter_region", "intra_region")
-
-
-def heldout_neurons(eid: str, n: int, fraction: float) -> torch.Tensor:
-    """(N,) bool: the session's co-smoothing neurons, fixed by the eid (never by the batch)."""
-    k = min(max(1, round(n * fraction)), n - 1) if n > 1 else n
-    rng = np.random.default_rng(zlib.crc32(eid.encode()))
-    out = torch.zeros(n, dtype=torch.bool)
-    out[torch.from_numpy(rng.permutation(n)[:k])] = True
+def recipe_metrics(recipe, registries) -> dict[str, object]:
+    """The recipe's metrics (all registered ones when it names none), constructed."""
+    if recipe.metrics:
+        return {
+            spec.name: registries.metrics.get(spec.name).factory(component_settings(spec, registries))
+            for spec in recipe.metrics
+        }
+    out = {}
+    for name in registries.metrics.names():
+        entry = registries.metrics.get(name)
+        out[name] = entry.factory(entry.settings() if entry.settings is not None else None)
     return out
-
-
-def _spike_passes(task: str, batch: Batch, options: TaskOptions) -> list[torch.Tensor]:
-    """The (B, T, N) spike masks of a spike task; each neuron/bin is hidden in some pass."""
-    spikes = batch.values["spikes"]
-    b, t, n = spikes.shape
-    device = spikes.device
-    if task == "forward":
-        h = min(max(options.forward_bins, 1), t - 1)
-        return [(torch.arange(t, device=device) >= t - h).view(1, t, 1).expand(b, t, n)]
-    if task == "co_smoothing":
-        return [heldout_neurons(batch.session, n, options.heldout_fraction).to(device).view(1, 1, n).expand(b, t, n)]
-    codes = batch.regions
-    if codes is None or codes.numel() != n:
-        raise NedsError(f"evaluation task '{task}' needs the region of each neuron of session '{batch.session}'")
-    neuron_sets = []
-    for region in torch.unique(codes):
-        members = codes == region
-        if task == "inter_region":
-            neuron_sets.append(members)
-            continue
-        # intra_region: the region in parts, each hidden while the rest of it stays visible.
-        rank = members.long().cumsum(0) - 1  # position of a member within its region
-        size = int(members.sum())
-        parts = max(2, round(1 / options.intra_fraction)) if size > 1 else 1
-        neuron_sets += [members & (rank % parts == p) for p in range(parts)]
-    return [s.view(1, 1, n).expand(b, t, n) for s in neuron_sets if bool(s.any())]
-
-
-def task_passes(task: str, batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES,
-                options: TaskOptions = TaskOptions()) -> list[Masks]:
-    """The masks of each forward pass of an evaluation task."""
-    if task == "encoding":
-        return [encoding_masks(batch, neural)]
-    if task == "decoding":
-        return [decoding_masks(batch, neural)]
-    if task.startswith("decode_"):
-        return [variable_decoding_masks(batch, task[len("decode_"):], neural)]
-    if task in SPIKE_TASKS:
-        if "spikes" not in batch.values:
-            raise NedsError(f"evaluation task '{task}' needs spikes")
-        shown = {name: full_mask(name, value, False) for name, value in batch.values.items()}
-        return [{**shown, "spikes": mask} for mask in _spike_passes(task, batch, options)]
-    raise NedsError(f"unknown evaluation task '{task}'; known: encoding, decoding, decode_<variable>, {', '.join(SPIKE_TASKS)}")
-
-
-def task_masks(task: str, batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
-    """The masks of a one-pass task (encoding, decoding, decode_<variable>)."""
-    passes = task_passes(task, batch, neural)
-    if len(passes) != 1:
-        raise NedsError(f"evaluation task '{task}' takes {len(passes)} passes; use task_passes")
-    return passes[0]
-
-
-def expand_tasks(tasks: Iterable[str], modalities: Iterable[str], neural: tuple[str, ...] = NEURAL_MODALITIES) -> list[str]:
-    """The recipe's task names with `variables` expanded to one ``decode_<name>`` per behaviour."""
-    out = []
-    for task in tasks:
-        if task == "variables":
-            out.extend(f"decode_{name}" for name in modalities if name not in neural)
-        elif task in ("encoding", "decoding") or task in SPIKE_TASKS:
-            out.append(task)
-        else:
-            raise NedsError(f"eval.tasks: unknown task '{task}'; choose from {', '.join(TASKS)}")
-    return out
-
-
-def metric_kind(modality: str, target: np.ndarray) -> str:
-    """Which metric family scores a modality: element-masked counts, per-trial labels, or values."""
-    if modality in ELEMENT_MASKED:
-        return "spikes"
-    return "static" if target.ndim == 1 else "dynamic"
 
 
 # --------------------------------------------------------------------------- predicting
@@ -193,12 +112,11 @@ def collect_predictions(
     predict: Predictor,
     store: SessionStore,
     eid: str,
-    modalities: list[str],
+    specs: dict[str, ModalitySpec],
     split: str,
     tasks: list[str],
     batch_size: int = 64,
     device: torch.device | str = "cpu",
-    neural: tuple[str, ...] = NEURAL_MODALITIES,
     options: TaskOptions = TaskOptions(),
 ) -> tuple[np.ndarray, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
     """(trial indices, task -> modality -> (prediction, target)) over a session's split.
@@ -211,11 +129,11 @@ def collect_predictions(
     parts: dict[str, dict[str, tuple[list, list]]] = {task: {} for task in tasks}
     trials = np.asarray([t for key in keys for t in key.trials], dtype=np.int64)
     regions = region_codes(store, eid)[1].to(device)
-    for _, values in batch_loader(StoreBatches(store, modalities), keys):
-        batch = Batch(session=eid, values={k: v.to(device) for k, v in values.items()}, regions=regions)
+    for _, values in batch_loader(StoreBatches(store, specs), keys):
+        batch = Batch(session=eid, values={k: v.to(device) for k, v in values.items()}, specs=specs, regions=regions)
         for task in tasks:
             try:
-                passes = task_passes(task, batch, neural, options)
+                passes = task_passes(task, batch, options)
             except NedsError:
                 continue  # a variable or modality this session lacks
             made: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -246,8 +164,12 @@ def collect_predictions(
 # --------------------------------------------------------------------------- scoring
 
 
-def trial_conditions(store: SessionStore, eid: str, trials: np.ndarray, fields: tuple[str, ...]) -> np.ndarray | None:
-    """(K, c) condition labels of the trials (for PSTHs), or None when a field is missing."""
+def trial_conditions(store: SessionStore, eid: str, trials: np.ndarray, fields: tuple[str, ...] = ()) -> np.ndarray | None:
+    """(K, c) condition labels of the trials (for PSTHs), or None when a field is missing.
+
+    No ``fields``: those the data source named in the session's meta (``psth_conditions``,
+    comma-separated)."""
+    fields = tuple(fields) or tuple(f for f in str(store.info(eid).meta.get("psth_conditions", "")).split(",") if f)
     table = store.trials(eid)
     if not fields or any(f not in table for f in fields):
         return None
@@ -257,15 +179,16 @@ def trial_conditions(store: SessionStore, eid: str, trials: np.ndarray, fields: 
 def score(
     metrics: dict[str, object],
     modality: str,
+    spec: ModalitySpec,
     prediction: np.ndarray,
     target: np.ndarray,
     conditions: np.ndarray | None,
 ) -> tuple[Scored, list[str]]:
-    """Every metric of the modality's kind on one (prediction, target); (scored, skipped reasons)."""
-    kind = metric_kind(modality, target)
+    """Every metric of the modality's kind (`ModalitySpec.metric_kind`) on one (prediction,
+    target); (scored, skipped reasons)."""
     scalars, arrays, skipped = {}, {}, []
     for name, metric in metrics.items():
-        if getattr(metric, "kind", None) != kind:
+        if metric.kind != spec.metric_kind:
             continue
         try:
             values = metric(prediction, target, conditions=conditions)
@@ -284,126 +207,61 @@ def evaluate_session(
     predict: Predictor,
     store: SessionStore,
     eid: str,
-    modalities: list[str],
+    specs: dict[str, ModalitySpec],
     metrics: dict[str, object],
     split: str = "test",
     tasks: Iterable[str] = ("encoding", "decoding"),
     conditions: tuple[str, ...] = (),
     batch_size: int = 64,
     device: torch.device | str = "cpu",
-    neural: tuple[str, ...] = NEURAL_MODALITIES,
     oracle: bool = True,
     options: TaskOptions = TaskOptions(),
 ) -> SessionResult:
     """Predict and score one session's split.
 
-    Where the session has ground truth, the true rates are scored too: as `oracle` on every
-    spike, and as `oracle_<task>` on exactly the elements each spike task predicted. Where it
-    also has the behaviour-only oracle (truth "behaviour_rates": the expected counts given only
-    the shown behaviour), that is scored as `oracle_behaviour` on every spike, like `oracle`.
-    Region tasks also report each region's mean bits per spike (``bps_region_<name>``).
+    Where the session holds the ground truth a modality's spec names as an oracle
+    (`ModalitySpec.oracles`: task -> truth array), that truth is scored as a prediction of the
+    modality on every element, under the oracle's task name (``oracle``: the true rates, the
+    ceiling of encoding; ``oracle_behaviour``: the expected counts given only the shown
+    behaviour). The ``oracle`` truth is also scored as ``oracle_<task>`` on exactly the elements
+    each element task predicted. Region tasks also report each region's mean bits per spike
+    (``bps_region_<name>``).
     """
-    tasks = expand_tasks(tasks, modalities, neural)
-    trials, predicted = collect_predictions(predict, store, eid, modalities, split, tasks, batch_size, device, neural, options)
+    tasks = expand_tasks(tasks, specs)
+    trials, predicted = collect_predictions(predict, store, eid, specs, split, tasks, batch_size, device, options)
     labels = trial_conditions(store, eid, trials, conditions)
     scored: dict[str, dict[str, Scored]] = {}
     skipped: list[str] = []
     for task, by_modality in predicted.items():
         for name, (prediction, target) in by_modality.items():
-            result, why = score(metrics, name, prediction, target, labels)
+            result, why = score(metrics, name, specs[name], prediction, target, labels)
             scored.setdefault(task, {})[name] = result
             skipped.extend(f"{task}: {w}" for w in why)
     info = store.info(eid)
-    if oracle and "rates" in info.truth and "spikes" in modalities and "spikes" in info.modalities and len(trials):
-        truth = store.read_truth(eid, "rates", trials).astype(np.float32)
-        counts = store.read(eid, "spikes", trials).astype(np.float32)
-        result, why = score(metrics, "spikes", truth, counts, labels)
-        scored["oracle"] = {"spikes": result}
-        skipped.extend(f"oracle: {w}" for w in why)
-        for task in SPIKE_TASKS:
-            if "spikes" in predicted.get(task, {}):
-                target = predicted[task]["spikes"][1]
-                result, _ = score(metrics, "spikes", truth, target, labels)
-                scored[f"oracle_{task}"] = {"spikes": result}
-        if "behaviour_rates" in info.truth:  # the ceiling of encoding from behaviour alone
-            shown = store.read_truth(eid, "behaviour_rates", trials).astype(np.float32)
-            result, why = score(metrics, "spikes", shown, counts, labels)
-            scored["oracle_behaviour"] = {"spikes": result}
-            skipped.extend(f"oracle_behaviour: {w}" for w in why)
+    for name, spec in specs.items():
+        truths = {task: truth for task, truth in spec.oracles.items() if truth in info.truth}
+        if not (oracle and truths and name in info.modalities and len(trials)):
+            continue
+        target = store.read(eid, name, trials).astype(np.float32)
+        for task, truth_name in truths.items():
+            truth = store.read_truth(eid, truth_name, trials).astype(np.float32)
+            result, why = score(metrics, name, spec, truth, target, labels)
+            scored.setdefault(task, {})[name] = result
+            skipped.extend(f"{task}: {w}" for w in why)
+            if task != "oracle":
+                continue
+            for element_task in SPIKE_TASKS:  # the ceiling on exactly what each element task predicted
+                if name in predicted.get(element_task, {}):
+                    result, _ = score(metrics, name, spec, truth, predicted[element_task][name][1], labels)
+                    scored.setdefault(f"oracle_{element_task}", {})[name] = result
     names, codes = region_codes(store, eid)
     for task, by_modality in scored.items():
-        per_neuron = by_modality.get("spikes").arrays.get("bps_per_neuron") if "spikes" in by_modality else None
-        if task.endswith(("inter_region", "intra_region")) and per_neuron is not None:
-            codes_np = codes.numpy()
-            for i, name in enumerate(names):
-                by_modality["spikes"].scalars[f"bps_region_{name}"] = nanmean_or_nan(per_neuron[codes_np == i])
+        if not task.endswith(("inter_region", "intra_region")):
+            continue
+        for result in by_modality.values():
+            per_neuron = result.arrays.get("bps_per_neuron")
+            if per_neuron is not None and len(per_neuron) == len(codes):
+                codes_np = codes.numpy()
+                for i, region in enumerate(names):
+                    result.scalars[f"bps_region_{region}"] = nanmean_or_nan(per_neuron[codes_np == i])
     return SessionResult(eid=eid, trials=trials, tasks=scored, conditions=labels, skipped=tuple(skipped))
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def nanmean_or_nan(values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if finite.size else float("nan")
-
-
-def summarise(rows: list[tuple[str, str, str, str, float]]) -> list[tuple[str, str, str, float, float, int]]:
-    """(task, modality, metric, mean, s.e.m., n sessions) over sessions; NaN values left out."""
-    groups: dict[tuple[str, str, str], list[float]] = {}
-    for _, task, modality, metric, value in rows:
-        groups.setdefault((task, modality, metric), []).append(value)
-    out = []
-    for (task, modality, metric), values in groups.items():
-        v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        mean = float(v.mean()) if v.size else float("nan")
-        sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
-        out.append((task, modality, metric, mean, sem, int(v.size)))
-    return sorted(out, key=lambda r: (*_task_order(r[0]), r[0], r[1], r[2]))
-
-
-#: Oracles scored on every spike (the ceilings of encoding), in the order they follow `encoding`.
-WHOLE_ORACLES = ("oracle", "oracle_behaviour")
-
-
-def _task_order(task: str) -> tuple[int, int]:
-    """Each prediction task followed by its oracle; encoding tasks before decoding ones.
-
-    `encoding` is followed by `oracle` then `oracle_behaviour`; a spike task `<t>` by `oracle_<t>`.
-    """
-    order = {"encoding": 0, "co_smoothing": 1, "forward": 2, "inter_region": 3, "intra_region": 4, "decoding": 5}
-    if task in WHOLE_ORACLES:
-        return order["encoding"], 1 + WHOLE_ORACLES.index(task)
-    return order.get(task.removeprefix("oracle_"), 6), int(task.startswith("oracle_"))
-
-
-def format_summary(summary: list[tuple[str, str, str, float, float, int]], title: str = "") -> str:
-    """The summary as an aligned text table (what the eval stage and `neds-run inspect` print)."""
-    header = ("task", "modality", "metric", "mean", "± s.e.m.", "sessions")
-    lines = [
-        (task, modality, metric, _number(mean), "" if np.isnan(sem) else _number(sem), str(n))
-        for task, modality, metric, mean, sem, n in summary
-    ]
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    right = {3, 4, 5}
-
-    def fmt(row):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    body = [fmt(header), rule, *(fmt(r) for r in lines)]
-    if title:
-        body.insert(0, title)
-    return "\n".join(body)
-
-
-def _number(value: float) -> str:
-    return "nan" if np.isnan(value) else f"{value:.4f}"
-
-
-def print_skipped(results: list[SessionResult], file=sys.stderr) -> None:
-    reasons = sorted({why for r in results for why in r.skipped})
-    for why in reasons:
-        print(f"note: not scored: {why}", file=file)

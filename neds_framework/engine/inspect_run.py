@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from neds_framework.engine.eval_stage import read_table
-from neds_framework.engine.evaluate import format_summary, summarise
+from neds_framework.engine.record import read_table
+from neds_framework.engine.eval_tables import format_summary, summarise
 from neds_framework.engine.record import RunRecord
 
 

@@ -140,3 +140,30 @@ class RunRecord:
         except OSError as exc:
             raise NedsError(f"{record.path}: unreadable run record ({exc})") from None
         return record
+
+
+# --------------------------------------------------------------------------- the eval table
+
+
+def table_arrays(rows: list[tuple[str, str, str, str, float]]) -> dict[str, np.ndarray]:
+    columns = list(zip(*rows)) if rows else [(), (), (), (), ()]
+    names = ("session", "task", "modality", "metric")
+    out = {name: np.asarray(col, dtype=str) for name, col in zip(names, columns[:4])}
+    out["value"] = np.asarray(columns[4], dtype=np.float64)
+    return out
+
+
+def read_table(record: "RunRecord", split: str = "test") -> list[tuple[str, str, str, str, float]]:
+    """The long table of a record's evaluation (empty when the run was not evaluated)."""
+    table = record.results.get(f"eval/{split}/table")
+    if not table or "value" not in table:
+        return []
+    return list(
+        zip(
+            table["session"].tolist(),
+            table["task"].tolist(),
+            table["modality"].tolist(),
+            table["metric"].tolist(),
+            table["value"].astype(float).tolist(),
+        )
+    )

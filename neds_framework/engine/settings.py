@@ -6,25 +6,39 @@ stay fast.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from neds_framework.errors import NedsError
+
+_v = attrs.validators
+
+
+def _within(low, high, low_open: bool = False):
+    """attrs validators for low <= value <= high (low < value with ``low_open``); NaN fails both."""
+    return [(_v.gt if low_open else _v.ge)(low), _v.le(high) if high != math.inf else _v.lt(math.inf)]
+
+
+_POSITIVE = _within(0.0, math.inf, low_open=True)  # finite and > 0
+_NON_NEGATIVE = _within(0.0, math.inf)  # finite and >= 0
+_FRACTION = _within(0.0, 1.0)
 
 
 @attrs.frozen
 class OptimizerSettings:
     name: str = "AdamW"
-    lr: float = 2e-4  # the peak learning rate under a schedule with warm-up
-    weight_decay: float = 0.01
+    lr: float = attrs.field(default=2e-4, validator=_POSITIVE)  # the peak learning rate under a schedule with warm-up
+    weight_decay: float = attrs.field(default=0.01, validator=_NON_NEGATIVE)
     options: dict[str, float] = attrs.field(factory=dict)  # other keyword arguments, e.g. {eps: 1.0e-8}
 
 
 @attrs.frozen
 class ScheduleSettings:
     name: str = "onecycle"
-    warmup: float = 0.15  # share of all steps spent warming up
-    start_factor: float = 0.1  # onecycle starts at lr * start_factor (reference: div_factor 10)
-    end_factor: float = 1e-4  # onecycle ends at start * end_factor (reference: final_div_factor 1e4)
+    warmup: float = attrs.field(default=0.15, validator=_FRACTION)  # share of all steps spent warming up
+    start_factor: float = attrs.field(default=0.1, validator=_within(0.0, 1.0, low_open=True))  # onecycle starts at lr * start_factor (reference: div_factor 10)
+    end_factor: float = attrs.field(default=1e-4, validator=_within(0.0, 1.0, low_open=True))  # onecycle ends at start * end_factor (reference: final_div_factor 1e4)
 
 
 AMP_MODES = ("off", "bf16", "fp16")
@@ -34,28 +48,28 @@ AMP_MODES = ("off", "bf16", "fp16")
 class TrainSettings:
     """Settings of the train stage (recipe section `train:`)."""
 
-    epochs: int = 100
-    batch_size: int = 16
-    max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
+    epochs: int = attrs.field(default=100, validator=_within(1, 10**7))
+    batch_size: int = attrs.field(default=16, validator=_within(1, 2**20))
+    max_steps: int = attrs.field(default=0, validator=_within(0, 10**12))  # stop after this many optimiser steps (0: no limit)
     optimizer: OptimizerSettings = OptimizerSettings()
     schedule: ScheduleSettings = ScheduleSettings()
-    grad_clip: float = 0.0  # clip the gradient norm at this value (0: off; the reference never clipped)
-    accumulate: int = 1  # batches per optimiser step
+    grad_clip: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)  # clip the gradient norm at this value (0: off; the reference never clipped)
+    accumulate: int = attrs.field(default=1, validator=_within(1, 2**20))  # batches per optimiser step
     amp: str = "off"  # off | bf16 (CPU or GPU) | fp16 (GPU)
     compile: bool = False  # torch.compile the model
-    validate_every: int = 1  # epochs between validations
+    validate_every: int = attrs.field(default=1, validator=_within(1, 10**7))  # epochs between validations
     # What picks the best checkpoint: val_loss (encoding + decoding loss on the validation split),
     # val_encoding_loss, val_decoding_loss, or a validation metric named
     # val_<task>_<modality>_<metric> (e.g. val_encoding_spikes_bps, val_decoding_choice_balanced_accuracy),
     # averaged over sessions; naming a metric makes validation score it.
     select: str = "val_loss"
     select_mode: str = "auto"  # min | max | auto (min for names ending in 'loss', else max)
-    patience: int = 0  # stop after this many validations without improvement (0: never)
+    patience: int = attrs.field(default=0, validator=_within(0, 10**7))  # stop after this many validations without improvement (0: never)
     # Score the recipe's metrics on the validation split at every validation (learning curves in
     # the history and TensorBoard), not only when `select` names one.
     val_metrics: bool = False
-    workers: int = 0  # DataLoader worker processes reading the store
-    threads: int = 0  # torch CPU threads (0: torch's default)
+    workers: int = attrs.field(default=0, validator=_within(0, 1024))  # DataLoader worker processes reading the store
+    threads: int = attrs.field(default=0, validator=_within(0, 4096))  # torch CPU threads (0: torch's default)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun, auto is each rank's own GPU)
     # Learning rate under N processes (each takes batch_size trials per step, so the global batch
     # is N x batch_size): none keeps optimizer.lr, linear multiplies it by N, sqrt by sqrt(N).
@@ -68,7 +82,7 @@ class TrainSettings:
     tensorboard: bool = True  # write TensorBoard events (per-step loss and lr, per-epoch summaries)
     # Keep whole sessions' arrays in memory, up to this many MiB (least recently used evicted),
     # so batches are sliced from RAM instead of decompressed from the store (0: always read).
-    cache_mb: int = 2048
+    cache_mb: int = attrs.field(default=2048, validator=_within(0, 2**30))
 
     def check(self) -> None:
         if self.amp not in AMP_MODES:
@@ -125,17 +139,20 @@ class EvalSettings:
     # match the masking schemes: co_smoothing (held-out neurons), forward (last bins),
     # inter_region (each region from the others), intra_region (part of a region from the rest).
     tasks: tuple[str, ...] = ("encoding", "decoding")
-    heldout_fraction: float = 0.2  # co_smoothing: share of each session's neurons held out (fixed per session)
-    forward_bins: int = 20  # forward: how many final bins are predicted
-    intra_fraction: float = 0.5  # intra_region: share of a region hidden in each pass
-    # Trial fields whose unique combinations are the PSTH conditions (NEDS: block, choice, reward).
-    conditions: tuple[str, ...] = ("probabilityLeft", "choice", "feedbackType")
-    batch_size: int = 64
+    heldout_fraction: float = attrs.field(default=0.2, validator=_within(0.0, 1.0, low_open=True))  # co_smoothing: share of each session's neurons held out (fixed per session)
+    forward_bins: int = attrs.field(default=20, validator=_within(1, 10**6))  # forward: how many final bins are predicted
+    intra_fraction: float = attrs.field(default=0.5, validator=_within(0.0, 1.0, low_open=True))  # intra_region: share of a region hidden in each pass
+    # Trial fields whose unique combinations are the PSTH conditions; empty: the ones the data
+    # source recorded in the store (session meta `psth_conditions`; ibl: block, choice, reward).
+    conditions: tuple[str, ...] = ()
+    batch_size: int = attrs.field(default=64, validator=_within(1, 2**20))
     save_predictions: bool = True
-    figures: bool = True
-    figure_sessions: int = 2  # sessions that get per-session figures (the first ones)
-    top_neurons: int = 6  # neurons shown in the PSTH figure
-    tensorboard: bool = True
+    # What the evaluation writes beside run.h5, in order: registered reporters (neds_register_reporters).
+    reporters: tuple[str, ...] = ("figures", "tensorboard")
+    figures: bool = True  # false: skip the figures reporter
+    figure_sessions: int = attrs.field(default=2, validator=_within(0, 10**6))  # sessions that get per-session figures (the first ones)
+    top_neurons: int = attrs.field(default=6, validator=_within(1, 10**6))  # neurons shown in the PSTH figure
+    tensorboard: bool = True  # false: skip the tensorboard reporter
     threads: int = 0
     device: str = "auto"
 
@@ -147,6 +164,14 @@ class EvalSettings:
             raise NedsError(f"eval.split: expected train, val or test, got {self.split!r}")
         if self.batch_size < 1:
             raise NedsError("eval.batch_size: must be at least 1")
+
+    def check_nested(self, registries) -> None:
+        """Every reporter is registered (called by the recipe, so `validate` reports it)."""
+        from neds_framework.recipe import SettingsError
+
+        for i, name in enumerate(self.reporters):
+            if name not in registries.reporters:
+                raise SettingsError(registries.reporters.unknown_message(name), ("reporters", i))
 
 
 #: Distributions a search space may use, as `{kind: arguments}` (Ray Tune's sampling functions).

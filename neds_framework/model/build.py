@@ -1,7 +1,7 @@
 """Build a model from a recipe: the registered model, with the tokenizer and head of each modality.
 
 The model factory is called as ``factory(settings, modalities)`` with ``modalities`` a dict of
-`ModalityParts`; tokenizers and heads as ``factory(modality, hidden, n_bins, settings)``, where
+`ModalityParts` (each with its registered `ModalitySpec`); tokenizers and heads as ``factory(modality, hidden, n_bins, settings)``, where
 ``hidden`` is the model's ``settings.hidden``. Then every session gets its per-session layers.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from neds_framework.errors import NedsError
+from neds_framework.modality import modality_specs
 from neds_framework.model.interfaces import ModalityParts
 from neds_framework.recipe import Component, Recipe
 from neds_framework.registry import Registries
@@ -37,13 +38,19 @@ def build_model(
     hidden = getattr(settings, "hidden", None)
     if hidden is None:
         raise NedsError(f"model '{recipe.model.name}' has no 'hidden' setting to size its tokenizers and heads")
+    specs = modality_specs(recipe.modalities, registries)
     modalities = {}
     for name, spec in recipe.modalities.items():
         tokenizer = registries.tokenizers.get(spec.tokenizer.name).factory(
             name, hidden, n_bins, component_settings(spec.tokenizer, registries)
         )
-        head = registries.heads.get(spec.head.name).factory(name, hidden, n_bins, component_settings(spec.head, registries))
-        modalities[name] = ModalityParts(tokenizer=tokenizer, head=head, weight=spec.weight)
+        head_settings = component_settings(spec.head, registries)
+        classes = getattr(head_settings, "n_classes", None)
+        if classes is not None and specs[name].values == "classes" and classes != specs[name].n_classes:
+            raise NedsError(f"modalities.{name}.head.n_classes: {classes}, but modality '{name}' has "
+                            f"{specs[name].n_classes} classes; set n_classes: {specs[name].n_classes}")
+        head = registries.heads.get(spec.head.name).factory(name, hidden, n_bins, head_settings)
+        modalities[name] = ModalityParts(tokenizer=tokenizer, head=head, spec=specs[name], weight=spec.weight)
     model = registries.models.get(recipe.model.name).factory(settings, modalities)
     for eid, features in sessions.items():
         model.add_session(eid, features)

@@ -8,19 +8,22 @@ variable decoding: hide one behaviour variable only, show the activity and the o
 from __future__ import annotations
 
 from neds_framework.errors import NedsError
-from neds_framework.model.batch import NEURAL_MODALITIES, Batch, Masks, full_mask
+from neds_framework.model.batch import Batch, Masks
 
 
-def encoding_masks(batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
-    return {name: full_mask(name, value, name in neural) for name, value in batch.values.items()}
+def encoding_masks(batch: Batch) -> Masks:
+    neural = batch.neural
+    return {name: batch.full_mask(name, name in neural) for name in batch.values}
 
 
-def decoding_masks(batch: Batch, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
-    return {name: full_mask(name, value, name not in neural) for name, value in batch.values.items()}
+def decoding_masks(batch: Batch) -> Masks:
+    neural = batch.neural
+    return {name: batch.full_mask(name, name not in neural) for name in batch.values}
 
 
-def variable_decoding_masks(batch: Batch, variable: str, neural: tuple[str, ...] = NEURAL_MODALITIES) -> Masks:
+def variable_decoding_masks(batch: Batch, variable: str) -> Masks:
+    neural = batch.neural
     if variable not in batch.values or variable in neural:
         behaviour = [name for name in batch.values if name not in neural]
         raise NedsError(f"cannot decode '{variable}': the batch's behaviour variables are {', '.join(behaviour) or '(none)'}")
-    return {name: full_mask(name, value, name == variable) for name, value in batch.values.items()}
+    return {name: batch.full_mask(name, name == variable) for name in batch.values}

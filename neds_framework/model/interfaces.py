@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from neds_framework.errors import NedsError
+from neds_framework.modality import ModalitySpec
 from neds_framework.model.batch import Batch, Masks
 
 #: Time index of a trial-level token (one that stands for the whole trial, e.g. a compact
@@ -187,6 +188,7 @@ class ModalityParts:
 
     tokenizer: Tokenizer
     head: Head
+    spec: ModalitySpec  # what the modality is (its plugin's declaration)
     weight: float = 1.0
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from neds_framework.errors import NedsError
-from neds_framework.model.batch import NEURAL_MODALITIES, Batch, Masks, full_mask
+from neds_framework.model.batch import Batch, Masks
 from neds_framework.model.interfaces import TRIAL_TIME, ModalityParts, ModelOutput, Tokens
 from neds_framework.model.nn.dropout import Dropout
 from neds_framework.model.nn.rotary import Rotary
@@ -30,24 +30,6 @@ from neds_framework.model.nn.transformer import Transformer
 
 MODES = ("mm", "encoding", "decoding")
 LOSS_BALANCES = ("trivial", "none", "uncertainty")
-
-
-def _one_of(options):
-    def check(instance, attribute, value):
-        if value not in options:
-            raise ValueError(f"{attribute.name} must be one of {', '.join(options)}; got {value!r}")
-
-    return check
-
-
-def _fraction(instance, attribute, value):
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1), got {value}")
-
-
-def _positive(instance, attribute, value):
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 @attrs.frozen
@@ -68,26 +50,28 @@ class NedsSettings:
     start_at_trivial: false`` for the reference's behaviour.
     """
 
-    layers: int = attrs.field(default=5, validator=_positive)
-    hidden: int = attrs.field(default=256, validator=_positive)
-    heads: int = attrs.field(default=8, validator=_positive)
-    ffn: int = attrs.field(default=512, validator=_positive)
-    dropout: float = attrs.field(default=0.1, validator=_fraction)
-    attention_dropout: float = attrs.field(default=0.0, validator=_fraction)
-    embed_dropout: float = attrs.field(default=0.1, validator=_fraction)
+    layers: int = attrs.field(default=5, validator=[attrs.validators.ge(1), attrs.validators.le(1000)])
+    hidden: int = attrs.field(default=256, validator=[attrs.validators.ge(1), attrs.validators.le(65536)])
+    heads: int = attrs.field(default=8, validator=[attrs.validators.ge(1), attrs.validators.le(1024)])
+    ffn: int = attrs.field(default=512, validator=[attrs.validators.ge(1), attrs.validators.le(1048576)])
+    dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    attention_dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
+    embed_dropout: float = attrs.field(default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
     rope: bool = True
     time_embedding: bool = True
-    mode: str = attrs.field(default="mm", validator=_one_of(MODES))
+    mode: str = attrs.field(default="mm", validator=attrs.validators.in_(MODES))
     # How modality losses are put on one scale before their recipe `weight`s multiply them:
     #   trivial      each divided by its session's null loss (the trivial predictor's: mean
     #                rate, mean value, class prior; `Head.null_loss` on the training split)
     #   none         as they come (per masked element; the reference's scale, roughly)
     #   uncertainty  trivial, then learned per-modality log-variances s: exp(-s)·L + s (Kendall et al. 2018)
-    loss_balance: str = attrs.field(default="trivial", validator=_one_of(LOSS_BALANCES))
+    loss_balance: str = attrs.field(default="trivial", validator=attrs.validators.in_(LOSS_BALANCES))
     # Start each session's readouts at the trivial predictor (`Head.start_at_trivial`): log mean
     # rates, mean values, log class priors.
     start_at_trivial: bool = True
-    neural: tuple[str, ...] = NEURAL_MODALITIES  # the rest is behaviour (for encoding/decoding modes)
+    # Which modalities are neural comes from their specs. Run folders written before kept the list
+    # here (`[spikes, lfp]`); it is still read, and must agree with the specs.
+    neural: tuple[str, ...] = ()
 
     def __attrs_post_init__(self):
         if self.hidden % self.heads:
@@ -99,12 +83,13 @@ class NedsSettings:
 class Neds(nn.Module):
     """The NEDS model. Build with `neds_framework.model.build.build_model`, or by hand::
 
-        model = Neds(Neds.Settings(), {"spikes": ModalityParts(tokenizer, head), ...})
+        model = Neds(Neds.Settings(), {"spikes": ModalityParts(tokenizer, head, spec), ...})
         model.add_session(eid, {"spikes": n_neurons, "wheel": 1, ...})
         out = model(batch, masks)          # ModelOutput; out.loss to backpropagate
         model.predict(out)                 # rates, values, labels per output modality
 
-    ``inputs`` and ``outputs`` name the modalities the mode reads and predicts.
+    ``inputs`` and ``outputs`` name the modalities the mode reads and predicts; ``specs`` holds
+    each modality's `ModalitySpec` (its role decides the encoding and decoding modes' roles).
     """
 
     Settings = NedsSettings
@@ -118,7 +103,13 @@ class Neds(nn.Module):
         if len(bins) != 1:
             raise NedsError(f"all tokenizers must use the same number of time bins; got {sorted(bins)}")
         self.n_bins = bins.pop()
-        self.inputs, self.outputs = self._roles(settings, list(modalities))
+        self.specs = {name: parts.spec for name, parts in modalities.items()}
+        self.neural = tuple(name for name, spec in self.specs.items() if spec.neural)
+        stated = tuple(n for n in settings.neural if n in self.specs)
+        if settings.neural and set(stated) != set(self.neural):
+            raise NedsError(f"model.neural: {', '.join(settings.neural)} disagrees with the modality specs "
+                            f"(neural: {', '.join(self.neural) or 'none'}); remove model.neural, the specs decide")
+        self.inputs, self.outputs = self._roles(settings, list(modalities), self.neural)
 
         self.tokenizers = nn.ModuleDict({name: parts.tokenizer for name, parts in modalities.items()})
         for name in self.tokenizers:
@@ -148,17 +139,17 @@ class Neds(nn.Module):
                 nn.init.normal_(table.weight, std=0.02)
 
     @staticmethod
-    def _roles(settings: NedsSettings, names: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _roles(settings: NedsSettings, names: list[str], neural_names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(inputs, outputs) for the mode."""
-        neural = tuple(n for n in names if n in settings.neural)
-        behaviour = tuple(n for n in names if n not in settings.neural)
+        neural = tuple(n for n in names if n in neural_names)
+        behaviour = tuple(n for n in names if n not in neural_names)
         if settings.mode == "mm":
             return tuple(names), tuple(names)
         inputs, outputs = (behaviour, neural) if settings.mode == "encoding" else (neural, behaviour)
         if not inputs or not outputs:
             raise NedsError(
-                f"a {settings.mode} model needs neural ({', '.join(settings.neural)}) and behaviour modalities; "
-                f"got {', '.join(names)}"
+                f"a {settings.mode} model needs neural and behaviour modalities; got neural: "
+                f"{', '.join(neural) or '(none)'}, behaviour: {', '.join(behaviour) or '(none)'}"
             )
         return inputs, outputs
 
@@ -210,7 +201,7 @@ class Neds(nn.Module):
         the role masks (outputs all hidden, inputs all shown), whatever was given."""
         present = [name for name in self.tokenizers if name in batch.values]
         if self.settings.mode != "mm":
-            return {name: full_mask(name, batch.values[name], name in self.outputs) for name in present}
+            return {name: batch.full_mask(name, name in self.outputs) for name in present}
         if masks is None:
             raise NedsError("an mm-mode model needs masks: draw them with a masker or an evaluation mask")
         missing = [name for name in present if name not in masks]

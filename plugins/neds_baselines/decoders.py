@@ -17,10 +17,8 @@ import attrs
 import numpy as np
 import torch
 
-from neds_framework.data.batches import StoreBatches
-from neds_framework.errors import NedsError
-
-NEURAL = ("spikes", "lfp")
+from neds_framework.api import BatchKey, NedsError, StoreBatches
+from neds_baselines.encoders import behaviour_specs, counts_modality
 
 
 @attrs.frozen
@@ -39,19 +37,18 @@ class _SessionFit:
 
 
 class RidgeDecoder:
-    """Fit with ``fit(store, eids, modalities)``; ``predict(batch, masks)`` fills hidden behaviour."""
+    """Fit with ``fit(store, eids, specs)`` (modality -> ModalitySpec); ``predict(batch, masks)`` fills hidden behaviour."""
 
     Settings = RidgeDecoderSettings
-    neural = NEURAL
 
     def __init__(self, settings: RidgeDecoderSettings | None = None):
         self.settings = settings or RidgeDecoderSettings()
         self.sessions: dict[str, _SessionFit] = {}
+        self.source = ""
 
-    def fit(self, store, eids, modalities) -> None:
-        if "spikes" not in modalities:
-            raise NedsError("ridge_decoder decodes from spikes; the recipe's modalities lack them")
-        reader = StoreBatches(store, [m for m in modalities if m == "spikes" or m not in NEURAL])
+    def fit(self, store, eids, specs) -> None:
+        self.source = counts_modality(specs, "ridge_decoder")
+        reader = StoreBatches(store, {self.source: specs[self.source], **behaviour_specs(specs)})
         for eid in eids:
             trials = store.split(eid, "train")
             if len(trials) < 2:
@@ -62,10 +59,10 @@ class RidgeDecoder:
     def _fit_session(self, values: dict) -> _SessionFit:
         from sklearn.linear_model import RidgeCV
 
-        x = values["spikes"].numpy().astype(np.float64)  # (K, T, N)
+        x = values[self.source].numpy().astype(np.float64)  # (K, T, N)
         coef, intercept, classifiers = {}, {}, {}
         for name, value in values.items():
-            if name in NEURAL:
+            if name == self.source:
                 continue
             y = value.numpy()
             if y.ndim == 2:
@@ -100,7 +97,7 @@ class RidgeDecoder:
         fit = self.sessions.get(batch.session)
         if fit is None:
             raise NedsError(f"ridge_decoder was not fitted on session {batch.session}")
-        x = batch.values["spikes"].cpu().double()
+        x = batch.values[self.source].cpu().double()
         out = {}
         for name, w in fit.coef.items():
             if name in masks and bool(masks[name].any()):
@@ -115,6 +112,4 @@ class RidgeDecoder:
 
 
 def _key(eid: str, trials: np.ndarray):
-    from neds_framework.data.batches import BatchKey
-
     return BatchKey(eid, tuple(int(t) for t in trials))

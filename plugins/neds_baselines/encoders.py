@@ -22,59 +22,74 @@ from __future__ import annotations
 import attrs
 import torch
 
-from neds_framework.data.batches import BatchKey, StoreBatches
-from neds_framework.errors import NedsError
+from neds_framework.api import BatchKey, NedsError, StoreBatches
 
-NEURAL = ("spikes", "lfp")
-CLASSES = {"choice": 2, "block": 3}
 MIN_RATE = 1e-6
 
 
-def design(values: dict, n_bins: int) -> torch.Tensor:
-    """(K, T, F) float64 behaviour features per trial and bin (see the module docstring)."""
+def counts_modality(specs: dict, who: str) -> str:
+    """The (first) neural spike-count modality of the specs: what the baselines read or predict."""
+    for name, spec in specs.items():
+        if spec.neural and spec.values == "counts" and spec.element_masked:
+            return name
+    raise NedsError(f"{who} needs a neural count modality (spikes); the recipe's modalities have none")
+
+
+def behaviour_specs(specs: dict) -> dict:
+    return {name: spec for name, spec in specs.items() if not spec.neural}
+
+
+def design(values: dict, specs: dict, n_bins: int) -> torch.Tensor:
+    """(K, T, F) float64 behaviour features per trial and bin (see the module docstring): each
+    per-bin behaviour as it is, each class variable one-hot, each per-trial value repeated, then
+    one indicator per bin."""
     k = len(next(iter(values.values())))
     parts = []
-    for name in ("wheel", "whisker"):
-        if name in values:
-            parts.append(values[name].double().reshape(k, n_bins, 1))
-    for name, n in CLASSES.items():
-        if name in values:
-            onehot = torch.nn.functional.one_hot(values[name].long(), n).double()
-            parts.append(onehot.unsqueeze(1).expand(k, n_bins, n))
+    for name, spec in specs.items():
+        if name not in values or spec.neural:
+            continue
+        if not spec.per_trial:
+            parts.append(values[name].double().reshape(k, n_bins, -1))
+        elif spec.values == "classes":
+            onehot = torch.nn.functional.one_hot(values[name].long(), spec.n_classes).double()
+            parts.append(onehot.unsqueeze(1).expand(k, n_bins, spec.n_classes))
+        else:
+            parts.append(values[name].double().reshape(k, 1, 1).expand(k, n_bins, 1))
     parts.append(torch.eye(n_bins, dtype=torch.float64).unsqueeze(0).expand(k, n_bins, n_bins))
     return torch.cat(parts, dim=-1)
 
 
 class _Encoder:
-    neural = NEURAL
-
     def __init__(self, settings=None):
         self.settings = settings or self.Settings()
         self.sessions: dict[str, object] = {}
+        self.specs: dict = {}
+        self.target = ""
 
-    def fit(self, store, eids, modalities) -> None:
-        if "spikes" not in modalities:
-            raise NedsError(f"{self.name} predicts spikes; the recipe's modalities lack them")
-        reader = StoreBatches(store, [m for m in modalities if m == "spikes" or m not in NEURAL])
+    def fit(self, store, eids, specs) -> None:
+        self.target = counts_modality(specs, self.name)
+        self.specs = {self.target: specs[self.target], **behaviour_specs(specs)}
+        reader = StoreBatches(store, self.specs)
         for eid in eids:
             trials = store.split(eid, "train")
             if len(trials) < 2:
                 raise NedsError(f"{self.name}: session {eid} has {len(trials)} train trial(s); it needs at least 2")
             _, values = reader[BatchKey(eid, tuple(int(t) for t in trials))]
-            counts = values.pop("spikes").double()
-            x = design(values, counts.shape[1])
+            counts = values.pop(self.target).double()
+            x = design(values, self.specs, counts.shape[1])
             # Every (trial, bin) is one sample: (K*T, F) features, (K*T, N) counts.
             self.sessions[eid] = self._fit(x.reshape(-1, x.shape[-1]), counts.reshape(-1, counts.shape[-1]))
 
     def predict(self, batch, masks) -> dict:
-        if "spikes" not in masks or not bool(masks["spikes"].any()):
+        target = self.target
+        if target not in masks or not bool(masks[target].any()):
             return {}
         params = self.sessions.get(batch.session)
         if params is None:
             raise NedsError(f"{self.name} was not fitted on session {batch.session}")
-        behaviour = {k: v.cpu() for k, v in batch.values.items() if k not in NEURAL}
-        x = design(behaviour, batch.values["spikes"].shape[1])
-        return {"spikes": self._rates(x, params).float()}
+        behaviour = {k: v.cpu() for k, v in batch.values.items() if k in self.specs and k != target}
+        x = design(behaviour, self.specs, batch.values[target].shape[1])
+        return {target: self._rates(x, params).float()}
 
 
 @attrs.frozen

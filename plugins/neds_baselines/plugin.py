@@ -2,7 +2,7 @@
 
 from neds_baselines.decoders import RidgeDecoder
 from neds_baselines.encoders import GlmEncoder, RrrEncoder
-from neds_framework import hookimpl
+from neds_framework.api import hookimpl
 
 
 @hookimpl

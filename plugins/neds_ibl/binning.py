@@ -139,11 +139,6 @@ def _smallest_uint(top: int) -> type:
     return next(dtype for dtype in _UINTS if top <= np.iinfo(dtype).max)
 
 
-def narrow_counts(counts: np.ndarray) -> np.ndarray:
-    """Counts as the smallest unsigned dtype that holds their maximum (e.g. after subsetting)."""
-    return counts.astype(_smallest_uint(int(counts.max(initial=0))), copy=False)
-
-
 def mean_rates(counts: np.ndarray, window_s: float) -> np.ndarray:
     """Per-cluster mean rate in Hz: counts summed over bins, averaged over trials, / window length."""
     if counts.ndim != 3 or counts.shape[0] == 0:

@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from neds_framework.atomic import atomic_path
+from neds_framework.api import atomic_path
 
 NAMESPACE = uuid.UUID("6f1e2b6c-4b8a-4f59-9d44-1d2f8c4c7e11")  # fixed for this project: stable ids
 # ONE loads every *.pqt at the cache root as a table, so these must be the only ones there.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import attrs
 
-from neds_framework.errors import NedsError
+from neds_framework.api import NedsError
 
 OPENALYX_URL = "https://openalyx.internationalbrainlab.org"
 

@@ -6,7 +6,7 @@ so `neds-run plugins` and recipe validation stay fast.
 
 from __future__ import annotations
 
-from neds_framework import hookimpl
+from neds_framework.api import hookimpl
 from neds_ibl.source import IblSource
 from neds_ibl.synth_command import SynthCommand
 

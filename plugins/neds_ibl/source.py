@@ -31,8 +31,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from neds_framework.data.session import SessionData
-from neds_framework.errors import NedsError, NedsRunError
+from neds_framework.api import NedsError, NedsRunError, SessionData
 from neds_ibl import behaviour, binning
 from neds_ibl.one_connect import OneSettings, cache_exists, connect_one, probe_names
 from neds_ibl.synth import SynthSettings, generate
@@ -152,7 +151,7 @@ class IblSource:
         fields = attrs.asdict(self.settings)
         for where_from in ("one", "max_sessions", "synthesize", "eids", "eids_file"):
             fields.pop(where_from)  # the session list itself is added by the prepare stage
-        return {"source": "ibl", **fields}
+        return {"source": "ibl", "meta": 2, **fields}  # meta 2: the sessions' meta names their PSTH conditions
 
     # ------------------------------------------------------------------ one session
 
@@ -202,7 +201,7 @@ class IblSource:
             raise NedsRunError(f"session {eid}: no trial left after filtering ({report['trials_excluded']}); check the session's trials")
 
         spike_counts = counts[row_of[candidate]][:, :, keep_neurons]
-        modalities["spikes"] = binning.narrow_counts(spike_counts) if hasattr(binning, "narrow_counts") else spike_counts
+        modalities["spikes"] = spike_counts  # the store writer narrows integer arrays
         modalities["choice"] = behaviour.choice_classes(trials["choice"][candidate])
         modalities["block"] = behaviour.block_classes(trials["probabilityLeft"][candidate])
         if s.lfp.enabled:
@@ -393,6 +392,7 @@ class IblSource:
             n_bins=s.n_bins,
             window_start=s.window[0],
             align_event=s.align_event,
+            psth_conditions="probabilityLeft,choice,feedbackType",  # NEDS's PSTH conditions: block, choice, reward
         )
         return meta
 

@@ -30,7 +30,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from neds_framework.errors import NedsError
+from neds_framework.api import NedsError
 from neds_ibl.one_cache import CACHE_TABLES, build_one_cache, session_eid
 from neds_ibl.synth_spikes import Probe, simulate_probe
 from neds_ibl.synth_task import Task, simulate_task
@@ -172,6 +172,21 @@ def write_session(path: Path, session: Session, drop: tuple[str, ...] = ()) -> N
     _write_truth(path / "neds_truth", session.probes)
 
 
+def plugin_simulators() -> list[tuple[str, object]]:
+    """(modality, simulate) of every declared modality that says how the `ibl` source reads it
+    and how its simulator writes it: ``simulate(session, folder, rng)`` gets the simulated
+    `Session` (task: trials, wheel, cameras; probes) and its session folder, after the built-in
+    files are written, and writes the ALF files its ``read`` loads (the ONE cache indexes them)."""
+    from neds_framework.api import get_plugins
+
+    out = []
+    for entry in get_plugins().registries.modalities:
+        how = entry.factory.sources.get("ibl")
+        if how is not None and callable(getattr(how, "simulate", None)):
+            out.append((entry.name, how.simulate))
+    return out
+
+
 def generate(out_dir: str | Path, settings: SynthSettings, progress: bool = False) -> list[str]:
     """Write `settings.sessions` sessions and the ONE cache tables at `out_dir`; returns the eids in order.
 
@@ -190,10 +205,14 @@ def generate(out_dir: str | Path, settings: SynthSettings, progress: bool = Fals
     if (out / settings.lab).exists():
         shutil.rmtree(out / settings.lab)
     regions = BrainRegions()
+    extras = plugin_simulators()
     eids = []
     for index in tqdm(range(settings.sessions), desc="synth", unit="session", disable=not progress):
         session = simulate_session(settings, index, regions)
-        write_session(out / session.relative_path(settings.lab), session, settings.drop)
+        folder = out / session.relative_path(settings.lab)
+        write_session(folder, session, settings.drop)
+        for i, (name, simulate) in enumerate(extras):  # modalities other plugins add (ModalitySpec.sources)
+            simulate(session, folder, np.random.default_rng([settings.seed, index, 1_000 + i]))
         eids.append(session.eid(settings.lab))
     build_one_cache(out)
     return eids

@@ -6,7 +6,7 @@ import argparse
 
 import attrs
 
-from neds_framework.errors import NedsError
+from neds_framework.api import NedsError
 
 
 class SynthCommand:

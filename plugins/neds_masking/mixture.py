@@ -14,12 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import cattrs
 import torch
 
-from neds_framework.errors import NedsError
-from neds_framework.model.batch import Batch, Masks
-from neds_framework.model.interfaces import Masker
+from neds_framework.api import Batch, Masker, Masks, NedsError, SettingsError, get_plugins, structure_settings
 
 
 def _probabilities(instance, attribute, value):
@@ -36,28 +33,39 @@ class MixtureSettings:
     schemes: dict[str, float] = attrs.field(factory=lambda: {"neds_multitask": 1.0}, validator=_probabilities)
     options: dict[str, dict[str, Any]] = attrs.field(factory=dict)  # masker name -> its settings
 
+    def check_nested(self, registries) -> None:
+        """Every member is a registered masker and its options structure into its settings,
+        as `MixtureMasker` will build them (called by the recipe, so `validate` sees it)."""
+        for name in self.schemes:
+            if name not in registries.maskers:
+                raise SettingsError(registries.maskers.unknown_message(name), ("schemes", name))
+        for name, options in self.options.items():
+            if name not in self.schemes:
+                raise SettingsError(f"not among the mixture's schemes ({', '.join(self.schemes)})", ("options", name))
+            member_settings(name, options, registries)
+
+
+def member_settings(name: str, options: dict[str, Any], registries):
+    """A member masker's settings from its options mapping (key paths under ``options.<name>``)."""
+    entry = registries.maskers.get(name)
+    if entry.settings is None:
+        if options:
+            raise SettingsError(f"masker '{name}' takes no settings", ("options", name))
+        return None
+    return structure_settings(options or {}, entry.settings, registries, ("options", name))
+
 
 def _registries():
-    from neds_framework.plugins import get_plugins
-
     return get_plugins().registries
 
 
 def build_masker(name: str, options: dict[str, Any], registries) -> Masker:
     """A registered masker with its settings structured from a plain mapping."""
-    entry = registries.maskers.get(name)
-    settings = None
-    if entry.settings is not None:
-        from neds_framework.recipe import make_converter
-
-        try:
-            settings = make_converter(registries).structure(options or {}, entry.settings)
-        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-            detail = exc.exceptions[0] if isinstance(exc, cattrs.BaseValidationError) and exc.exceptions else exc
-            raise NedsError(f"masker.options.{name}: {detail}") from None
-    elif options:
-        raise NedsError(f"masker.options.{name}: masker '{name}' takes no settings")
-    return entry.factory(settings)
+    try:
+        settings = member_settings(name, options, registries)
+    except SettingsError as exc:
+        raise NedsError(f"masker.{'.'.join(str(k) for k in exc.keypath)}: {exc}") from None
+    return registries.maskers.get(name).factory(settings)
 
 
 class MixtureMasker(Masker):
@@ -66,9 +74,10 @@ class MixtureMasker(Masker):
     def __init__(self, settings: MixtureSettings | None = None, registries=None):
         super().__init__(settings)
         registries = registries or _registries()
-        unknown = sorted(set(self.settings.options) - set(self.settings.schemes))
-        if unknown:
-            raise NedsError(f"masker.options: {', '.join(unknown)} not among the mixture's schemes ({', '.join(self.settings.schemes)})")
+        try:
+            self.settings.check_nested(registries)
+        except SettingsError as exc:
+            raise NedsError(f"masker.{'.'.join(str(k) for k in exc.keypath)}: {exc}") from None
         self.names = list(self.settings.schemes)
         self.maskers = [build_masker(n, self.settings.options.get(n, {}), registries) for n in self.names]
         self._probs = torch.tensor([float(self.settings.schemes[n]) for n in self.names], dtype=torch.float64)

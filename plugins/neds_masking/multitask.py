@@ -22,15 +22,9 @@ from __future__ import annotations
 import attrs
 import torch
 
-from neds_framework.model.batch import NEURAL_MODALITIES, Batch, Masks, is_static, mask_from_time
-from neds_framework.model.interfaces import Masker
+from neds_framework.api import Batch, Masker, Masks, is_static
 
 SCHEMES = ("encoding", "decoding", "self_spike", "self_behaviour", "cross_modality")
-
-
-def _ratio(instance, attribute, value):
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value}")
 
 
 def _schemes(instance, attribute, value):
@@ -43,10 +37,11 @@ def _schemes(instance, attribute, value):
 
 @attrs.frozen
 class MultitaskSettings:
-    ratio: float = attrs.field(default=0.3, validator=_ratio)  # reference YAML: 0.3
+    ratio: float = attrs.field(default=0.3, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])  # reference YAML: 0.3
     # Relative probabilities (normalised); schemes left out are never drawn. Default: uniform.
     schemes: dict[str, float] = attrs.field(factory=lambda: {s: 1.0 for s in SCHEMES}, validator=_schemes)
-    neural: tuple[str, ...] = NEURAL_MODALITIES  # every other modality is behaviour
+    # The modalities treated as neural (every other one is behaviour); empty: those whose spec says so.
+    neural: tuple[str, ...] = ()
 
 
 class NedsMultitaskMasker(Masker):
@@ -75,13 +70,14 @@ class NedsMultitaskMasker(Masker):
         shared = bernoulli((b, bins.pop())) if bins else None  # the cross-modality bins
 
         masks = {}
+        neural_names = self.settings.neural or batch.neural
         for name, value in batch.values.items():  # a loop over modalities, not samples
-            neural = name in self.settings.neural
+            neural = name in neural_names
             everything = picked["encoding"] if neural else picked["decoding"]
             within = picked["self_spike"] if neural else picked["self_behaviour"]
             shape = (b, 1) if is_static(value) else (b, value.shape[1])
             cross = bernoulli(shape) if is_static(value) else shared
             hidden = everything | (within & bernoulli(shape)) | (picked["cross_modality"] & cross)
             hidden = (hidden.squeeze(-1) if is_static(value) else hidden).to(value.device)
-            masks[name] = mask_from_time(name, value, hidden)
+            masks[name] = batch.mask_from_time(name, hidden)
         return masks

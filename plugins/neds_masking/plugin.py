@@ -1,6 +1,6 @@
 """Registers the built-in maskers (entry point `neds_masking`)."""
 
-from neds_framework import hookimpl
+from neds_framework.api import hookimpl
 from neds_masking.mixture import MixtureMasker
 from neds_masking.multitask import NedsMultitaskMasker
 from neds_masking.schemes import (

@@ -29,31 +29,15 @@ from __future__ import annotations
 import attrs
 import torch
 
-from neds_framework.errors import NedsError
-from neds_framework.model.batch import ELEMENT_MASKED, Batch, Masks, full_mask, is_static
-from neds_framework.model.interfaces import Masker
+from neds_framework.api import Batch, Masker, Masks, NedsError, is_static
 from neds_masking import draw
-
-
-def _ratio(instance, attribute, value):
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{attribute.name} must be in (0, 1), got {value}")
-
-
-def _non_negative(instance, attribute, value):
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _at_least_one(instance, attribute, value):
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 @attrs.frozen
 class SchemeSettings:
-    ratio: float = attrs.field(default=0.3, validator=_ratio)
-    modalities: tuple[str, ...] = ("spikes",)  # what the scheme hides; every other modality is shown
+    ratio: float = attrs.field(default=0.3, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)])
+    # What the scheme hides; every other modality is shown. Empty: the element-masked ones (spikes).
+    modalities: tuple[str, ...] = ()
     allow_degenerate: bool = False  # allow samples that hide nothing or everything
 
 
@@ -66,9 +50,10 @@ class _Scheme(Masker):
 
     def __call__(self, batch: Batch, generator: torch.Generator) -> Masks:
         masks = {}
+        hidden = self.settings.modalities or tuple(n for n in batch.values if batch.specs[n].element_masked)
         for name, value in batch.values.items():
-            if name not in self.settings.modalities:
-                masks[name] = full_mask(name, value, False)
+            if name not in hidden:
+                masks[name] = batch.full_mask(name, False)
                 continue
             masks[name] = self._draw(name, value, batch, generator).to(value.device)
         return masks
@@ -82,11 +67,10 @@ class _Scheme(Masker):
         raise NotImplementedError
 
     @staticmethod
-    def _expand_time(name: str, value: torch.Tensor, time_mask: torch.Tensor) -> torch.Tensor:
+    def _expand_time(batch: Batch, name: str, time_mask: torch.Tensor) -> torch.Tensor:
         """A (B, T) bin mask in the modality's shape (materialised: later fix-ups write to it)."""
-        if name in ELEMENT_MASKED and value.dim() == 3:
-            return time_mask.unsqueeze(-1).expand(value.shape).clone()
-        return time_mask
+        mask = batch.mask_from_time(name, time_mask)
+        return mask.clone() if mask is not time_mask else mask
 
     def _need_neurons(self, name: str, value: torch.Tensor) -> None:
         if value.dim() != 3:
@@ -98,8 +82,8 @@ class _Scheme(Masker):
 
 @attrs.frozen
 class TemporalSettings(SchemeSettings):
-    expand_prob: float = attrs.field(default=0.0, validator=_non_negative)  # share of samples whose bins grow into spans
-    max_span: int = attrs.field(default=5, validator=_at_least_one)
+    expand_prob: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))  # share of samples whose bins grow into spans
+    max_span: int = attrs.field(default=5, validator=attrs.validators.ge(1))
 
 
 class TemporalMasker(_Scheme):
@@ -115,7 +99,7 @@ class TemporalMasker(_Scheme):
         expand = draw.bernoulli((b,), s.expand_prob, generator) if s.expand_prob > 0 else torch.zeros(b, dtype=torch.bool)
         lengths = torch.where(expand, torch.randint(1, s.max_span + 1, (b,), generator=generator), 1)
         seeds = torch.rand((b, t), generator=generator) < (s.ratio / lengths).unsqueeze(1)
-        return self._expand_time(name, value, self._repair(draw.spans(seeds, lengths), generator))
+        return self._expand_time(batch, name, self._repair(draw.spans(seeds, lengths), generator))
 
 
 class RandomMasker(_Scheme):
@@ -123,14 +107,14 @@ class RandomMasker(_Scheme):
 
     def _draw(self, name, value, batch, generator):
         # Spikes per element; other modalities per bin (lfp's bands share their bin's token).
-        shape = value.shape if name in ELEMENT_MASKED or value.dim() <= 2 else value.shape[:2]
+        shape = value.shape if batch.specs[name].element_masked or value.dim() <= 2 else value.shape[:2]
         mask = draw.bernoulli(shape, self.settings.ratio, generator)
         return mask if is_static(value) else self._repair(mask, generator)
 
 
 @attrs.frozen
 class CausalSettings(SchemeSettings):
-    horizon: int = attrs.field(default=0, validator=_non_negative)  # > 0: always the last `horizon` bins
+    horizon: int = attrs.field(default=0, validator=attrs.validators.ge(0))  # > 0: always the last `horizon` bins
 
 
 class CausalMasker(_Scheme):
@@ -149,7 +133,7 @@ class CausalMasker(_Scheme):
             share = torch.rand(b, generator=generator) * 2 * self.settings.ratio
             hidden = (share * t).round().long().clamp(1, t - 1)
         cut = (t - hidden).unsqueeze(1)
-        return self._expand_time(name, value, torch.arange(t).unsqueeze(0) >= cut)
+        return self._expand_time(batch, name, torch.arange(t).unsqueeze(0) >= cut)
 
 
 # --------------------------------------------------------------------------- neuron schemes
@@ -178,7 +162,7 @@ def _regions_of(batch: Batch, masker: str, n: int) -> tuple[torch.Tensor, int]:
 
 @attrs.frozen
 class InterRegionSettings(SchemeSettings):
-    regions: int = attrs.field(default=1, validator=_at_least_one)  # regions hidden per sample
+    regions: int = attrs.field(default=1, validator=attrs.validators.ge(1))  # regions hidden per sample
 
 
 class InterRegionMasker(_Scheme):

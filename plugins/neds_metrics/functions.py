@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import xlogy
 
+from neds_framework.api import nanmean_or_nan
+
 #: The reference replaces rate predictions that are exactly 0 by this value before taking logs
 #: (NLB's `neg_log_likelihood`), so a zero rate under an observed spike is a large finite
 #: penalty, not -inf, and a silent neuron's null rate (mean 0) gives 0·ln(1e-9) = 0.
@@ -63,13 +65,6 @@ def _is_constant(target: np.ndarray, valid: np.ndarray, axis) -> np.ndarray:
     hi = np.max(np.where(valid, target, -np.inf), axis=axis)
     lo = np.min(np.where(valid, target, np.inf), axis=axis)
     return hi <= lo  # also True for a column with no observed value
-
-
-def nanmean_or_nan(values: np.ndarray) -> float:
-    """nanmean that returns NaN for an all-NaN (or empty) array instead of warning."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = ~np.isnan(values)
-    return float(values[finite].mean()) if finite.any() else float("nan")
 
 
 def _r2_columns(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The NEDS evaluation metrics as registered metric entries.
 
 Each entry is a class built as ``factory(settings_or_None)``. Its class attribute ``kind`` says
-which modality family it scores ("spikes": prediction is the rate λ per bin, (K, T, N);
-"dynamic": (K, T) values; "static": (K,) predicted class labels), and calling it as
+which modalities it scores: those whose `ModalitySpec.metric_kind` is the same ("counts":
+prediction is the rate λ per bin, (K, T, N); "dynamic": (K, T) values; "static": (K,) predicted
+class labels), and calling it as
 ``metric(prediction, target, conditions=...)`` returns named scalars plus, for spike metrics,
 per-neuron arrays under keys ending in ``_per_neuron``. The formulas live in `functions`.
 """
@@ -14,12 +15,11 @@ from typing import ClassVar
 import attrs
 import numpy as np
 
-from neds_framework import hookimpl
-from neds_framework.errors import NedsError
+from neds_framework.api import Metric, NedsError, hookimpl
 from neds_metrics import functions as F
 
 
-class _Metric:
+class _Metric(Metric):
     """Base of the metric entries: the engine constructs each as ``factory(settings_or_None)``."""
 
     kind: ClassVar[str]
@@ -28,24 +28,14 @@ class _Metric:
         self.settings = settings
 
 
-def _positive(instance, attribute, value):
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
-def _non_negative(instance, attribute, value):
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
 @attrs.frozen
 class RateFilterSettings:
     """Which neurons a per-neuron R² scores: those firing at least ``min_rate_hz``."""
 
     # NEDS reports per-neuron R² for neurons >= 1 Hz; the default 0.0 scores every neuron.
     # Below the threshold a neuron's score is NaN. Rate = mean count per bin / bin_size (s).
-    min_rate_hz: float = attrs.field(default=0.0, converter=float, validator=_non_negative)
-    bin_size: float = attrs.field(default=0.02, converter=float, validator=_positive)
+    min_rate_hz: float = attrs.field(default=0.0, converter=float, validator=attrs.validators.ge(0.0))
+    bin_size: float = attrs.field(default=0.02, converter=float, validator=attrs.validators.gt(0.0))
 
 
 class _RateFilteredMetric(_Metric):
@@ -78,7 +68,7 @@ def _need_conditions(name: str, conditions):
 class BitsPerSpike(_Metric):
     """Poisson bits per spike against the per-neuron mean rate (NEDS's encoding score)."""
 
-    kind = "spikes"
+    kind = "counts"
 
     def __call__(self, prediction, target, *, conditions=None) -> dict:
         per_neuron = F.bits_per_spike(prediction, target)
@@ -88,7 +78,7 @@ class BitsPerSpike(_Metric):
 class PoissonPseudoR2(_Metric):
     """Deviance-based Poisson pseudo-R² per neuron, and its mean over neurons."""
 
-    kind = "spikes"
+    kind = "counts"
 
     def __call__(self, prediction, target, *, conditions=None) -> dict:
         per_neuron = F.poisson_pseudo_r2(prediction, target)
@@ -107,7 +97,7 @@ class PsthR2(_Metric):
 class PsthR2Spikes(_RateFilteredMetric):
     """Per-neuron PSTH R² of spike rates (neurons above the rate threshold), and their mean."""
 
-    kind = "spikes"
+    kind = "counts"
 
     def __call__(self, prediction, target, *, conditions=None) -> dict:
         conditions = _need_conditions("psth_r2_spikes", conditions)
@@ -118,7 +108,7 @@ class PsthR2Spikes(_RateFilteredMetric):
 class SingleTrialR2(_RateFilteredMetric):
     """Per-neuron R² over all single-trial bins (neurons above the rate threshold), and their mean."""
 
-    kind = "spikes"
+    kind = "counts"
 
     def __call__(self, prediction, target, *, conditions=None) -> dict:
         per_neuron = self._keep_fast_neurons(F.single_trial_r2_per_neuron(prediction, target), target)

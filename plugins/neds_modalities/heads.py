@@ -13,9 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neds_framework.errors import NedsError
-from neds_framework.model.interfaces import Head
-from neds_framework.model.nn.session_layers import SessionLayers
+from neds_framework.api import Head, NedsError, SessionLayers
 
 
 def _masked_sum(elements: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,11 +122,6 @@ class RegressionHead(Head):
             self.layers[session].bias.copy_(self._features(values)[1])
 
 
-def _at_least_two(instance, attribute, value):
-    if value < 2:
-        raise ValueError(f"{attribute.name} must be at least 2, got {value}")
-
-
 class _WeightedPool(nn.Module):
     """Logits from a learned weighting of the variable's output tokens, one weight per bin, as the
     reference reads its static variables. The weights start at 1 (a sum; the reference draws them
@@ -174,7 +167,7 @@ class ClassificationHead(Head):
 
     @attrs.frozen
     class Settings:
-        n_classes: int = attrs.field(validator=_at_least_two)  # choice: 2, block: 3
+        n_classes: int = attrs.field(validator=attrs.validators.ge(2))  # choice: 2, block: 3
         pool: str = attrs.field(default="mean", validator=attrs.validators.in_(("mean", "weighted")))
         # Which trials the cross-entropy covers while training: `all` (the reference's static loss:
         # visible trials too; better choice decoding in 3 matched runs, block in 2, the rest within

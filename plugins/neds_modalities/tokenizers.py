@@ -11,14 +11,7 @@ import attrs
 import torch
 from torch import nn
 
-from neds_framework.errors import NedsError
-from neds_framework.model.interfaces import TRIAL_TIME, Tokenizer
-from neds_framework.model.nn.session_layers import SessionLayers
-
-
-def _at_least_one(instance, attribute, value):
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+from neds_framework.api import NedsError, SessionLayers, TRIAL_TIME, Tokenizer
 
 
 def stitcher(n_in: int, width: int, hidden: int) -> nn.Sequential:
@@ -33,7 +26,7 @@ class BinnedTokenizer(Tokenizer):
 
     @attrs.frozen
     class Settings:
-        expansion: int = attrs.field(default=2, validator=_at_least_one)  # stitcher width / F (reference: 2)
+        expansion: int = attrs.field(default=2, validator=attrs.validators.ge(1))  # stitcher width / F (reference: 2)
 
     def __init__(self, modality: str, hidden: int, n_bins: int, settings: Settings | None = None):
         super().__init__(modality, hidden, n_bins, settings)
@@ -71,7 +64,7 @@ class SpikesTokenizer(BinnedTokenizer):
 
     @attrs.frozen
     class Settings:
-        expansion: int = attrs.field(default=2, validator=_at_least_one)
+        expansion: int = attrs.field(default=2, validator=attrs.validators.ge(1))
         element_masks: bool = False
 
     def _build(self, n_features: int) -> nn.Module:

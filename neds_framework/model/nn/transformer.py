@@ -32,6 +32,6 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, rope)
+        for layer in self.blocks:
+            x = layer(x, rope)
         return self.norm(x)

@@ -26,10 +26,11 @@ def session_parameters(model: torch.nn.Module, sessions: set[str]) -> list[str]:
 def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
     """The pretrained model with layers for every store session it lacks (frozen as asked)."""
     from neds_framework.data.store import SessionStore
-    from neds_framework.engine.prepare import store_path
+    from neds_framework.engine.stages.prepare import store_path
     from neds_framework.engine.calibrate import calibrate_sessions
-    from neds_framework.engine.train import session_features
+    from neds_framework.engine.stages.train import session_features
     from neds_framework.engine.trained import load_trained_model, model_sessions
+    from neds_framework.modality import modality_specs
 
     recipe = context.recipe
     pretrained = Path(settings.pretrained)
@@ -42,7 +43,7 @@ def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
     new = [eid for eid in store.eids if eid not in carried]
     for eid in new:
         model.add_session(eid, features[eid])
-    calibrate_sessions(model, store, new, list(recipe.modalities))  # the carried ones keep their own
+    calibrate_sessions(model, store, new, modality_specs(recipe.modalities, context.plugins.registries))  # the carried ones keep their own
     model.carried_sessions = carried  # recorded with the run, so the finetuned model can be rebuilt
     if settings.train_only == "new":
         if not new:
@@ -58,7 +59,7 @@ def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
 
 
 def run_finetune(context) -> Path:
-    from neds_framework.engine.train import train_model
+    from neds_framework.engine.stages.train import train_model
 
     settings: FinetuneSettings | None = context.recipe.section("finetune")
     if settings is None:

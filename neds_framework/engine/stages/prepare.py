@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from neds_framework import __version__
 from neds_framework.data.store import SessionStore, StoreWriter, store_is_current
-from neds_framework.errors import NedsError
+from neds_framework.errors import NedsError, NedsRunError
+from neds_framework.modality import check_array
 from neds_framework.recipe import Recipe, make_converter
 
 
@@ -66,16 +67,62 @@ def _prepare(context) -> Path:
     settings: PrepareSettings = context.recipe.section("prepare") or PrepareSettings()
     source = make_source(context)
     eids = source.eids()
+    declared = context.plugins.registries.modalities
+    readers = plugin_readers(declared, context.recipe, context.recipe.data.source.name)
     full_settings = {**source.settings_for_hash(), "eids": list(eids)}
+    if readers:  # the modalities other plugins read for this source: a new or updated one rebuilds the store
+        full_settings["plugin_modalities"] = {name: f"{entry.provider}" for name, entry in readers.items()}
     path = store_path(context.recipe)
     if not settings.force and store_is_current(path, full_settings):
         print(f"prepare: {path} is current ({len(eids)} sessions); skipped")
         return path
     with StoreWriter(path, full_settings, framework_version=__version__) as writer:
         for eid in tqdm(eids, desc="prepare", unit="session", disable=not settings.progress, file=sys.stderr):
-            writer.add(source.prepare(eid))
+            session = add_declared_modalities(source.prepare(eid), source, context.recipe.data.source.name, readers)
+            check_session(session, declared, context.recipe.data.source.name)
+            writer.add(session)
     print_report(path)
     return path
+
+
+def plugin_readers(declared, recipe, source_name: str) -> dict:
+    """modality -> registry entry, for each modality the recipe uses whose spec says how this
+    data source gets it (`ModalitySpec.sources`)."""
+    return {entry.name: entry for entry in declared
+            if entry.name in recipe.modalities and source_name in entry.factory.sources}
+
+
+def add_declared_modalities(session, source, source_name: str, readers: dict):
+    """The session with each modality of ``readers`` (`plugin_readers`) that the source did not
+    produce itself; one that reads None is reported absent."""
+    for entry in readers.values():
+        how = entry.factory.sources[source_name]
+        if entry.name in session.modalities:
+            continue
+        try:
+            array = how.read(session, source)
+        except NedsError:
+            raise
+        except Exception as exc:  # someone else's reader: name it and the session
+            raise NedsRunError(f"{entry.provider}: modality '{entry.name}' could not be read for session {session.eid}: "
+                               f"{type(exc).__name__}: {exc}; fix the plugin, or drop modalities.{entry.name} "
+                               "from the recipe") from exc
+        if array is None:
+            session.report.setdefault("absent", {})[entry.name] = "not recorded"
+        else:
+            session.modalities[entry.name] = array
+    return session
+
+
+def check_session(session, declared, source: str) -> None:
+    """Every modality a data source produced is declared by some plugin and has the declared shape
+    and values (`neds_framework.modality.check_array`), before anything is written."""
+    for name, array in session.modalities.items():
+        if name not in declared:
+            raise NedsError(f"data source '{source}' produced modality '{name}' for session {session.eid}, which no "
+                            f"plugin declares ({declared.unknown_message(name)}); register its ModalitySpec "
+                            "with neds_register_modalities")
+        check_array(session.eid, name, declared.get(name).factory, array, session.n_trials, session.n_neurons)
 
 
 def print_report(path: Path) -> None:

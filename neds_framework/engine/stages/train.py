@@ -17,6 +17,7 @@ gets computed on the validation split; the best checkpoint is the one with the b
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sys
 import time
@@ -33,26 +34,16 @@ from neds_framework.data.store import SessionStore
 from neds_framework.engine import distributed
 from neds_framework.engine.calibrate import calibrate_sessions
 from neds_framework.engine.optim import build_optimizer, build_schedule
-from neds_framework.engine.prepare import store_path
+from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import TrainSettings
 from neds_framework.engine.tensorboard import NullWriter, open_writer
-from neds_framework.errors import NedsError
+from neds_framework.errors import NedsError, NedsRunError
 from neds_framework.model.batch import Batch
 from neds_framework.model.build import build_model, component_settings
+from neds_framework.modality import modality_specs
 from neds_framework.model.eval_masks import decoding_masks, encoding_masks
 from neds_framework.recipe import dump_recipe
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", distributed.world().local_rank)
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NedsError(f"train.device: {name} requested but no CUDA device is available")
-    return device
-
 
 def session_features(store: SessionStore, modalities: list[str]) -> dict[str, dict[str, int]]:
     """eid -> modality -> input width of a bin, for the modalities the model uses."""
@@ -94,6 +85,7 @@ class Trainer:
     on_validate: object = None  # called with each validated epoch's row (rank 0)
     batches: StoreBatches | None = None
     regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
+    specs: dict = attrs.Factory(dict)  # modality -> ModalitySpec, the recipe's modalities
 
     # ------------------------------------------------------------------ construction
 
@@ -114,50 +106,26 @@ class Trainer:
         n_bins = store.info(store.eids[0]).n_bins
         registries = context.plugins.registries
         features = session_features(store, list(recipe.modalities))
+        specs = modality_specs(recipe.modalities, registries)
         if model is None:
             model = build_model(recipe, registries, features, n_bins)
-            calibrate_sessions(model, store, store.eids, list(recipe.modalities))
-        device = pick_device(settings.device)
+            calibrate_sessions(model, store, store.eids, specs)
+        device = distributed.pick_device(settings.device, "train.device")
         model.to(device)
         if settings.compile:
             model.compile()  # in place: state_dict keys stay those of the plain model
         masker = registries.maskers.get(recipe.masker.name).factory(component_settings(recipe.masker, registries))
-        scale = {"none": 1.0, "linear": float(world.size), "sqrt": world.size**0.5}[settings.lr_scaling]
-        optimizer_settings = attrs.evolve(settings.optimizer, lr=settings.optimizer.lr * scale)
-        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optimizer_settings)
-        per_rank = len(shard(plan_epoch(store, "train", settings.batch_size, recipe.run.seed, 0), world.rank, world.size))
-        steps = settings.epochs * -(-per_rank // settings.accumulate)
-        if settings.max_steps:
-            steps = min(steps, settings.max_steps)
-        schedule = build_schedule(optimizer, settings.schedule, steps)
-        record = RunRecord(context.run_dir)
-        record.meta.update(
-            recipe=dump_recipe(recipe),
-            framework_version=__version__,
-            plugins={p.name: f"{p.distribution} {p.version}" for p in context.plugins.plugins},
-            seed=recipe.run.seed,
-            store_hash=store.settings_hash,
-            torch_version=torch.__version__,
-            # What `engine.trained` needs to rebuild this model: its sessions and their widths.
-            model_sessions=_model_sessions(model, features),
-            n_bins=n_bins,
-            world_size=world.size,
-            lr_effective=optimizer_settings.lr,
-        )
+        optimizer, schedule, lr = _optimisation(model, settings, store, recipe.run.seed, world)
+        record = _new_record(context, store, model, features, n_bins, world, lr)
         # Each rank draws its own masks; rank 0's stream is the single-process one.
         generator = torch.Generator().manual_seed(recipe.run.seed + 1_000_003 * world.rank)
         scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
         trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator, scaler)
         trainer.best = float("inf") if settings.minimise else float("-inf")
         trainer.world = world
+        trainer.specs = specs
         if world.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # Batches of different sessions leave other sessions' layers unused on a rank.
-            trainer.forward = DistributedDataParallel(
-                _LossAndOutput(model), device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True,
-            )
+            trainer.forward = _distributed(model, device)
         return trainer
 
     # ------------------------------------------------------------------ checkpoints
@@ -212,8 +180,7 @@ class Trainer:
 
     def _batches(self, split: str, epoch: int, shuffle: bool):
         if self.batches is None:  # one reader for the run, so its session cache lasts across epochs
-            modalities = list(self.context.recipe.modalities)
-            self.batches = StoreBatches(self.store, modalities, cache_bytes=self.settings.cache_mb * 2**20)
+            self.batches = StoreBatches(self.store, self.specs, cache_bytes=self.settings.cache_mb * 2**20)
         keys = plan_epoch(self.store, split, self.settings.batch_size, self.context.recipe.run.seed, epoch, shuffle=shuffle)
         keys = shard(keys, self.world.rank, self.world.size)
         return keys, batch_loader(self.batches, keys, workers=self.settings.workers)
@@ -222,7 +189,7 @@ class Trainer:
         if eid not in self.regions:
             self.regions[eid] = region_codes(self.store, eid)[1].to(self.device)
         values = {k: v.to(self.device, non_blocking=True) for k, v in values.items()}
-        return Batch(session=eid, values=values, regions=self.regions[eid])
+        return Batch(session=eid, values=values, specs=self.specs, regions=self.regions[eid])
 
     def train_epoch(self) -> dict[str, float]:
         s = self.settings
@@ -240,6 +207,11 @@ class Trainer:
             masks = self.masker(batch, self.generator)
             with self._autocast():
                 out = self.forward(batch, masks)[1] if self.forward is not None else self.model(batch, masks)
+            loss = float(out.loss.detach())
+            if not math.isfinite(loss) and not self.world.distributed:  # before it reaches the weights
+                raise NonFiniteLoss(f"train: the loss is {loss} at step {self.step + 1} (epoch {self.epoch + 1}, "
+                                    f"session {eid}); lower train.optimizer.lr or set train.grad_clip. The run stopped "
+                                    "there: its best and last checkpoints are from before")
             self.scaler.scale(out.loss / s.accumulate).backward()
             if (i + 1) % s.accumulate == 0 or i + 1 == len(keys):
                 if s.grad_clip:
@@ -253,7 +225,7 @@ class Trainer:
             tick = time.perf_counter()
             busy += tick - got
             n_trials += batch.size
-            row = {"loss": float(out.loss.detach())}
+            row = {"loss": loss}
             row.update({f"loss_{k}": float(v[0].detach() / v[1].clamp(min=1)) for k, v in out.losses.items()})
             for k, v in row.items():
                 totals[k] = totals.get(k, 0.0) + v * batch.size
@@ -271,6 +243,9 @@ class Trainer:
         summed = distributed.all_sum([totals[k] for k in names] + [n_trials], self.device)
         all_trials = summed[-1]
         summary = {f"train_{k}": v / max(all_trials, 1) for k, v in zip(names, summed)}
+        if not math.isfinite(summary.get("train_loss", 0.0)):  # several processes: every rank sees the same sum
+            raise NonFiniteLoss(f"train: the loss went non-finite in epoch {self.epoch + 1} (step {self.step}); lower "
+                                "train.optimizer.lr or set train.grad_clip. This epoch's weights were not saved")
         # Throughput of the whole job; the wait share is this rank's.
         summary.update(trials_per_s=all_trials / max(waited + busy, 1e-9), data_wait_share=waited / max(waited + busy, 1e-9))
         return summary
@@ -302,8 +277,8 @@ class Trainer:
 
     def validation_metrics(self) -> dict[str, float]:
         """The recipe's metrics on the validation split, as val_<task>_<modality>_<metric> means over sessions."""
-        from neds_framework.engine.eval_stage import recipe_metrics
-        from neds_framework.engine.evaluate import evaluate_session, model_predictor, summarise
+        from neds_framework.engine.eval_tables import summarise
+        from neds_framework.engine.evaluate import evaluate_session, model_predictor, recipe_metrics
 
         recipe = self.context.recipe
         metrics = recipe_metrics(recipe, self.context.plugins.registries)
@@ -311,7 +286,7 @@ class Trainer:
         rows = []
         for eid in self.store.eids:
             if len(self.store.split(eid, "val")):
-                result = evaluate_session(predict, self.store, eid, list(recipe.modalities), metrics, "val",
+                result = evaluate_session(predict, self.store, eid, self.specs, metrics, "val",
                                           device=self.device, batch_size=max(self.settings.batch_size, 64), oracle=False)
                 rows.extend(result.rows())
         return {f"val_{task}_{modality}_{metric}": mean for task, modality, metric, mean, _, _ in summarise(rows)}
@@ -417,3 +392,49 @@ def train_model(context, settings: TrainSettings | None = None, model: torch.nn.
 
 def run_train(context) -> Path:
     return train_model(context).record.path
+
+
+class NonFiniteLoss(NedsRunError):
+    """Training produced a NaN or infinite loss (exit status 1: the run failed, the input was valid)."""
+
+
+def _optimisation(model, settings: TrainSettings, store, seed: int, world):
+    """(optimiser over the trainable parameters, its schedule over the run's steps, the
+    effective learning rate after ``lr_scaling`` for the number of processes)."""
+    scale = {"none": 1.0, "linear": float(world.size), "sqrt": world.size**0.5}[settings.lr_scaling]
+    optimizer_settings = attrs.evolve(settings.optimizer, lr=settings.optimizer.lr * scale)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optimizer_settings)
+    per_rank = len(shard(plan_epoch(store, "train", settings.batch_size, seed, 0), world.rank, world.size))
+    steps = settings.epochs * -(-per_rank // settings.accumulate)
+    if settings.max_steps:
+        steps = min(steps, settings.max_steps)
+    return optimizer, build_schedule(optimizer, settings.schedule, steps), optimizer_settings.lr
+
+
+def _new_record(context, store, model, features, n_bins: int, world, lr: float) -> RunRecord:
+    """The run record, with what reproduces and rebuilds the run in its meta."""
+    recipe = context.recipe
+    record = RunRecord(context.run_dir)
+    record.meta.update(
+        recipe=dump_recipe(recipe),
+        framework_version=__version__,
+        plugins={p.name: f"{p.distribution} {p.version}" for p in context.plugins.plugins},
+        seed=recipe.run.seed,
+        store_hash=store.settings_hash,
+        torch_version=torch.__version__,
+        # What `engine.trained` needs to rebuild this model: its sessions and their widths.
+        model_sessions=_model_sessions(model, features),
+        n_bins=n_bins,
+        world_size=world.size,
+        lr_effective=lr,
+    )
+    return record
+
+
+def _distributed(model, device):
+    """The model under DistributedDataParallel (as a loss-and-output module)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    # Batches of different sessions leave other sessions' layers unused on a rank.
+    return DistributedDataParallel(_LossAndOutput(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)

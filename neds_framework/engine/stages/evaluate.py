@@ -6,7 +6,8 @@ of the store the model knows (`neds_framework.engine.evaluate`), and writes:
 - into run.h5, under ``eval/<split>/``: a long ``table`` (session, task, modality, metric,
   value) and, per session, task and modality, the scalar scores, per-neuron scores, and (with
   ``save_predictions``) the predictions, targets and trial indices;
-- PNG figures under ``figures/`` and the same figures, the mean scores and the run's
+- whatever the reporters of ``eval.reporters`` write (`engine.reporting`): by default PNG
+  figures under ``figures/`` and the same figures, the mean scores and the run's
   hyper-parameters to TensorBoard;
 - the summary table (mean ± s.e.m. over sessions) on standard output.
 """
@@ -19,37 +20,18 @@ import numpy as np
 import torch
 
 from neds_framework import __version__
-from neds_framework.engine.evaluate import (
-    SessionResult,
-    TaskOptions,
-    evaluate_session,
-    format_summary,
-    model_predictor,
-    print_skipped,
-    summarise,
-)
-from neds_framework.engine.prepare import store_path
-from neds_framework.engine.record import RunRecord
+from neds_framework.engine.distributed import pick_device
+from neds_framework.engine.eval_tables import format_summary, print_skipped, summarise
+from neds_framework.engine.eval_tasks import TaskOptions
+from neds_framework.engine.evaluate import SessionResult, evaluate_session, model_predictor, recipe_metrics
+from neds_framework.engine.stages.prepare import store_path
+from neds_framework.engine.record import RunRecord, table_arrays
 from neds_framework.engine.settings import EvalSettings
-from neds_framework.engine.tensorboard import open_writer
+from neds_framework.engine.reporting import EvalReport, run_reporters
 from neds_framework.engine.trained import load_trained_model, run_recipe_of
 from neds_framework.errors import NedsError
-from neds_framework.model.build import component_settings
+from neds_framework.modality import modality_specs
 from neds_framework.recipe import Recipe, dump_recipe
-
-
-def recipe_metrics(recipe: Recipe, registries) -> dict[str, object]:
-    """The recipe's metrics (all registered ones when it names none), constructed."""
-    if recipe.metrics:
-        return {
-            spec.name: registries.metrics.get(spec.name).factory(component_settings(spec, registries))
-            for spec in recipe.metrics
-        }
-    out = {}
-    for name in registries.metrics.names():
-        entry = registries.metrics.get(name)
-        out[name] = entry.factory(entry.settings() if entry.settings is not None else None)
-    return out
 
 
 def result_arrays(result: SessionResult, save_predictions: bool) -> dict[str, dict[str, np.ndarray]]:
@@ -64,30 +46,6 @@ def result_arrays(result: SessionResult, save_predictions: bool) -> dict[str, di
                 arrays["target"] = scored.target
             groups[f"{task}/{modality}"] = arrays
     return groups
-
-
-def table_arrays(rows: list[tuple[str, str, str, str, float]]) -> dict[str, np.ndarray]:
-    columns = list(zip(*rows)) if rows else [(), (), (), (), ()]
-    names = ("session", "task", "modality", "metric")
-    out = {name: np.asarray(col, dtype=str) for name, col in zip(names, columns[:4])}
-    out["value"] = np.asarray(columns[4], dtype=np.float64)
-    return out
-
-
-def read_table(record: RunRecord, split: str = "test") -> list[tuple[str, str, str, str, float]]:
-    """The long table of a record's evaluation (empty when the run was not evaluated)."""
-    table = record.results.get(f"eval/{split}/table")
-    if not table or "value" not in table:
-        return []
-    return list(
-        zip(
-            table["session"].tolist(),
-            table["task"].tolist(),
-            table["modality"].tolist(),
-            table["metric"].tolist(),
-            table["value"].astype(float).tolist(),
-        )
-    )
 
 
 def run_eval(context) -> Path | None:
@@ -106,7 +64,7 @@ def run_eval(context) -> Path | None:
     model_recipe = run_recipe_of(model_dir, registries) if settings.run else recipe
     model_record = RunRecord.load(model_dir)
     model = load_trained_model(model_recipe, registries, model_record, settings.checkpoint)
-    device = _device(settings.device)
+    device = pick_device(settings.device, "eval.device")
     model.to(device)
 
     from neds_framework.data.store import SessionStore
@@ -119,13 +77,13 @@ def run_eval(context) -> Path | None:
             f"eval: the model of {model_dir} knows none of the store's sessions "
             f"({', '.join(store.eids[:3])}...); finetune it on them first (stage finetune)"
         )
-    neural = getattr(model.settings, "neural", None) or ("spikes", "lfp")
-    return evaluate_and_report(context, model_predictor(model), store, eids, list(model_recipe.modalities), tuple(neural),
-                               settings, device, {"evaluated_run": str(model_dir)})
+    specs = modality_specs(model_recipe.modalities, registries)
+    return evaluate_and_report(context, model_predictor(model), store, eids, specs, settings, device,
+                               {"evaluated_run": str(model_dir)})
 
 
-def evaluate_and_report(context, predict, store, eids: list[str], modalities: list[str], neural: tuple[str, ...],
-                        settings: EvalSettings, device, meta: dict) -> Path:
+def evaluate_and_report(context, predict, store, eids: list[str], specs: dict, settings: EvalSettings, device,
+                        meta: dict) -> Path:
     """Score ``predict`` on the sessions, then write run.h5, figures, TensorBoard and the table.
 
     Shared by every stage that evaluates something: a trained model (eval), a fitted baseline (fit).
@@ -135,8 +93,8 @@ def evaluate_and_report(context, predict, store, eids: list[str], modalities: li
     options = TaskOptions(settings.heldout_fraction, settings.forward_bins, settings.intra_fraction)
     results = [
         evaluate_session(
-            predict, store, eid, modalities, metrics, settings.split, settings.tasks,
-            settings.conditions, settings.batch_size, device, neural, options=options,
+            predict, store, eid, specs, metrics, settings.split, settings.tasks,
+            settings.conditions, settings.batch_size, device, options=options,
         )
         for eid in eids
     ]
@@ -157,43 +115,10 @@ def evaluate_and_report(context, predict, store, eids: list[str], modalities: li
     record.save()
 
     summary = summarise(rows)
-    writer = open_writer(context.run_dir, settings.tensorboard)
-    try:
-        for task, modality, metric, mean, _, _ in summary:
-            writer.add_scalar(f"eval_{settings.split}/{task}/{modality}/{metric}", mean, 0)
-        if settings.figures:
-            from neds_framework.engine.eval_figures import write_figures
-
-            bin_size = float(store.info(eids[0]).meta.get("bin_size", 0.02))
-            write_figures(Path(context.run_dir) / "figures", record, results[: settings.figure_sessions],
-                          bin_size, settings.top_neurons, writer)
-        _log_hparams(writer, recipe, summary)
-    finally:
-        writer.close()
+    bin_size = float(store.info(eids[0]).meta.get("bin_size", 0.02))
+    report = EvalReport(Path(context.run_dir), record, results, specs, summary, recipe, settings, settings.split, bin_size)
+    run_reporters(report, context.plugins.registries)
 
     print_skipped(results)
     print(format_summary(summary, title=f"evaluation on the {settings.split} split of {len(eids)} session(s) (run {context.run_dir})"))
     return record.path
-
-
-def _device(name: str) -> torch.device:
-    from neds_framework.engine.train import pick_device
-
-    return pick_device(name)
-
-
-def _log_hparams(writer, recipe: Recipe, summary) -> None:
-    """The run's main settings beside its mean scores, for TensorBoard's HPARAMS tab."""
-    hparams = {"seed": recipe.run.seed}
-    model = getattr(recipe.model, "config", None)
-    for key in ("layers", "hidden", "heads", "ffn", "dropout", "mode"):
-        if hasattr(model, key):
-            hparams[f"model.{key}"] = getattr(model, key)
-    train = recipe.section("train")
-    if train is not None:
-        hparams.update({"train.lr": train.optimizer.lr, "train.batch_size": train.batch_size, "train.epochs": train.epochs})
-    if recipe.masker is not None:
-        hparams["masker"] = recipe.masker.name
-    metrics = {f"hparam/{task}/{modality}/{metric}": mean for task, modality, metric, mean, _, _ in summary if np.isfinite(mean)}
-    if metrics:
-        writer.add_hparams(hparams, metrics, run_name="hparams")

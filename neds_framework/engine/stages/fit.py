@@ -3,11 +3,12 @@
 A fitted model is registered under `models` like NEDS, but its factory takes only its settings
 and the object it returns has
 
-    fit(store, eids, modalities)  -> None    learn from each session's train split
+    fit(store, eids, specs)  -> None    learn from each session's train split (specs: modality ->
+                                        ModalitySpec, the modalities to use)
     predict(batch, masks)         -> dict    what `Head.predict` would give, for hidden modalities
 
 The stage fits it on every session of the store and hands `predict` to the same evaluation as
-the eval stage (`eval_stage.evaluate_and_report`), so baselines and NEDS are scored by the same
+the eval stage (`stages.evaluate.evaluate_and_report`), so baselines and NEDS are scored by the same
 metric plugins, on the same splits and masks, into the same run.h5 layout.
 """
 
@@ -18,14 +19,15 @@ from pathlib import Path
 
 from neds_framework.engine.settings import FitSettings
 from neds_framework.errors import NedsError
+from neds_framework.modality import modality_specs
 from neds_framework.model.build import component_settings
 
 
 def run_fit(context) -> Path | None:
     from neds_framework.data.store import SessionStore
     from neds_framework.engine import distributed
-    from neds_framework.engine.eval_stage import evaluate_and_report
-    from neds_framework.engine.prepare import store_path
+    from neds_framework.engine.stages.evaluate import evaluate_and_report
+    from neds_framework.engine.stages.prepare import store_path
 
     if not distributed.world().main:
         return None
@@ -39,11 +41,10 @@ def run_fit(context) -> Path | None:
     if not (hasattr(model, "fit") and hasattr(model, "predict")):
         raise NedsError(f"fit: model '{recipe.model.name}' is not fitted in closed form (no fit/predict); train it with the train stage")
     store = SessionStore(store_path(recipe))
-    modalities = list(recipe.modalities) or list(store.info(store.eids[0]).modalities)
+    specs = modality_specs(list(recipe.modalities) or list(store.info(store.eids[0]).modalities), registries)
     start = time.perf_counter()
-    model.fit(store, list(store.eids), modalities)
+    model.fit(store, list(store.eids), specs)
     seconds = time.perf_counter() - start
     print(f"fit: {recipe.model.name} on {len(store.eids)} session(s) in {seconds:.1f} s")
-    neural = tuple(getattr(model, "neural", ("spikes", "lfp")))
-    return evaluate_and_report(context, model.predict, store, list(store.eids), modalities, neural, settings, "cpu",
+    return evaluate_and_report(context, model.predict, store, list(store.eids), specs, settings, "cpu",
                                {"fitted_model": recipe.model.name, "fit_seconds": seconds})

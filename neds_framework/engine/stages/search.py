@@ -21,7 +21,7 @@ import numpy as np
 
 from neds_framework import __version__
 from neds_framework.atomic import atomic_write_text
-from neds_framework.engine.prepare import store_path
+from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import SearchSettings
 from neds_framework.errors import NedsError
@@ -64,8 +64,8 @@ def _run_trial(config: dict, recipe_data: dict, recipe_path: str, trials_dir: st
     """One Tune trial (runs in a Ray worker process)."""
     from ray import tune
 
-    from neds_framework.cli import RunContext
-    from neds_framework.engine.train import train_model
+    from neds_framework.engine.context import RunContext
+    from neds_framework.engine.stages.train import train_model
     from neds_framework.plugins import get_plugins
 
     trial_id = tune.get_context().get_trial_id()
