@@ -119,12 +119,7 @@ def make_converter(registries: Registries | None) -> cattrs.Converter:
                 raise _StructureError(f"{entry_reg.noun} '{name}' takes no settings; remove {', '.join(sorted(settings))}")
             return cls(name=name, config=None)
         config = conv.structure(settings, entry.settings)
-        check_nested = getattr(config, "check_nested", None)
-        if callable(check_nested) and registries is not None:
-            try:
-                check_nested(registries)
-            except SettingsError as exc:
-                raise _StructureError(str(exc), exc.keypath) from None
+        _check_nested(config, registries)
         return cls(name=name, config=config)
 
     conv.register_structure_hook_func(
@@ -256,10 +251,16 @@ def _structure_section(conv: cattrs.Converter, entry, key: str, value: Any, regi
             raise _StructureError(f"stage '{key}' takes no settings")
         return None
     settings = conv.structure({} if value is None else value, entry.settings)
+    _check_nested(settings, registries)
+    return settings
+
+
+def _check_nested(settings: Any, registries: Registries | None) -> None:
+    """Run a settings object's ``check_nested(registries)`` (what only the loaded plugins can
+    check, e.g. a mixture's members), its `SettingsError` becoming a structuring error at its key path."""
     check_nested = getattr(settings, "check_nested", None)
     if callable(check_nested) and registries is not None:
         try:
             check_nested(registries)
         except SettingsError as exc:
             raise _StructureError(str(exc), exc.keypath) from None
-    return settings
