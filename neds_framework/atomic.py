@@ -13,6 +13,8 @@ import secrets
 from pathlib import Path
 from typing import Iterator
 
+from neds_framework.errors import os_error
+
 
 def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
@@ -22,16 +24,25 @@ def temp_path_for(path: Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces `path`, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if tmp.exists():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        # A full disk or an unwritable folder is reported against the file the user knows (the
+        # target), not the hidden temp file; the previous file at `path` is untouched.
+        if exc.filename is None or str(exc.filename) in (str(tmp), str(path), str(path.parent)):
+            raise os_error(exc, path, "writing it") from None
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

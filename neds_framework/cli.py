@@ -13,6 +13,7 @@ Exit codes: 0 success, 2 bad input (recipe, path, name), 1 a run that failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Sequence
 from neds_framework import __version__
 from neds_framework.atomic import atomic_write_text
 from neds_framework.engine.context import RunContext
-from neds_framework.errors import NedsError
+from neds_framework.engine.run_lock import RunLock
+from neds_framework.errors import NedsError, os_error
 from neds_framework.plugins import PluginSet, get_plugins
 from neds_framework.recipe import Recipe, dump_recipe, load_recipe
 from neds_framework.registry import REGISTRY_NAMES
@@ -44,16 +46,25 @@ def run_recipe(recipe: Recipe, plugins: PluginSet, resume: Path | None = None) -
     """Run the recipe's stages in order in its run folder (or in the folder being resumed)."""
     if resume is not None and not (resume / "run.h5").exists():
         raise NedsError(f"--resume {resume}: no run record (run.h5) there; give the folder of the run to continue")
+    if resume is not None:  # its schema and its checkpoint are checked before any stage runs
+        from neds_framework.engine.record import RunRecord
+
+        record = RunRecord.load(resume)
+        if "last" in record.checkpoints:
+            record.checkpoint("last")
     context = RunContext(recipe=recipe, plugins=plugins, run_dir=resume or run_dir_for(recipe), resume=resume)
     main = int(os.environ.get("RANK", 0)) == 0  # under torchrun, rank 0 alone writes and talks
     context.run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        atomic_write_text(context.run_dir / "recipe.yaml", dump_recipe(recipe))
-    for stage in recipe.stages:
-        entry = plugins.registries.stages.get(stage)
+    # One writer per run folder: rank 0 holds the lock for the whole run (the other ranks of the
+    # same job write nothing); a second run into a live folder is refused with the holder's PID.
+    with RunLock(context.run_dir) if main else contextlib.nullcontext():
         if main:
-            print(f"[{PROG}] stage {stage} ({entry.provider})", file=sys.stderr)
-        entry.factory(context)
+            atomic_write_text(context.run_dir / "recipe.yaml", dump_recipe(recipe))
+        for stage in recipe.stages:
+            entry = plugins.registries.stages.get(stage)
+            if main:
+                print(f"[{PROG}] stage {stage} ({entry.provider})", file=sys.stderr)
+            entry.factory(context)
     if "WORLD_SIZE" in os.environ:
         from neds_framework.engine.distributed import teardown
 
@@ -198,7 +209,8 @@ def dispatch(argv: Sequence[str]) -> int:
             plugins = get_plugins()
         except NedsError:
             plugins = None
-        print(_usage(plugins))
+        # Asked for (--help), the usage is the output; a bare `neds-run` is a usage error (stderr, 2).
+        print(_usage(plugins), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] == "--version":
         print(f"{PROG} (neds-framework) {__version__}")
@@ -228,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as exc:  # a disk or a path the user gave: one line naming the file and the fix
+        error = os_error(exc)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

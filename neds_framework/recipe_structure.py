@@ -171,6 +171,8 @@ def _describe(exc: BaseException, keypath: KeyPath, raw: dict) -> tuple[KeyPath,
     if named:  # attrs' number validators name the attribute only in their message
         return keypath + (named.group(1),), str(exc)
     value = _lookup(raw, keypath)
+    if isinstance(value, dict):  # a whole section refused by its own check: its message says why
+        return keypath, str(exc)
     return keypath, f"invalid value {value!r}: {exc}"
 
 

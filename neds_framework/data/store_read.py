@@ -208,6 +208,8 @@ def store_is_current(path: str | os.PathLike, settings) -> bool:
 def _open(path: Path) -> h5py.File:
     if not path.exists():
         raise NedsError(f"{path}: no prepared store here; run the prepare stage to create it")
+    if path.is_dir():
+        raise NedsError(f"{path}: a folder, not a store file; point data.store at the store's file (a .h5 the prepare stage wrote)")
     try:
         # Stores are never modified in place (a new one replaces the file by rename), so HDF5's
         # file locks protect nothing, and they fail on some network filesystems.

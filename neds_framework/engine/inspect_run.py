@@ -11,6 +11,7 @@ import yaml
 from neds_framework.engine.record import read_table
 from neds_framework.engine.eval_tables import format_summary, summarise
 from neds_framework.engine.record import RunRecord
+from neds_framework.errors import NedsError
 
 
 def _last_finite(column) -> float:
@@ -58,6 +59,12 @@ def describe_run(run_dir: str | Path, split: str = "test", per_session: bool = F
         lines.append(f"  checkpoints: {', '.join(sorted(record.checkpoints))}")
     rows = read_table(record, split)
     if not rows:
+        evaluated = sorted({path.split("/")[1] for path in record.results if path.startswith("eval/") and path.endswith("/table")})
+        if evaluated or split != "test":
+            raise NedsError(
+                f"--split {split}: {record.path} holds no evaluation on that split "
+                f"(evaluated: {', '.join(evaluated) or 'none'}); choose one of those, or add the eval stage to the recipe"
+            )
         lines.append(f"  no evaluation on the {split} split (add the eval stage to the recipe)")
         return "\n".join(lines)
     n_sessions = len({r[0] for r in rows})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from neds_framework.atomic import atomic_path
-from neds_framework.errors import NedsError
+from neds_framework.errors import NedsError, NedsRunError
 
 RECORD_NAME = "run.h5"
 SCHEMA_VERSION = 1
@@ -86,7 +87,17 @@ class RunRecord:
         if name not in self.checkpoints:
             known = ", ".join(sorted(self.checkpoints)) or "none"
             raise NedsError(f"{self.path}: no checkpoint '{name}' (checkpoints: {known})")
-        return load_checkpoint_bytes(self.checkpoints[name])
+        try:
+            return load_checkpoint_bytes(self.checkpoints[name])
+        except Exception as exc:  # weights-only loading refused it, or the bytes are not a checkpoint
+            # torch's own message spans lines and advises weights_only=False: the one thing not to do.
+            wanted = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
+            reason = (f"it asks to call {wanted.group(1)}, which weights-only loading refuses" if wanted
+                      else f"{type(exc).__name__}, not a torch checkpoint")
+            raise NedsRunError(
+                f"{self.path}: dataset checkpoints/{name} was refused ({reason}); the file may have been tampered "
+                f"with or damaged: rerun the training stage, or restore run.h5 from a trusted copy"
+            ) from None
 
     # ------------------------------------------------------------------ disk
 
@@ -119,6 +130,14 @@ class RunRecord:
             raise NedsError(f"{record.path}: no run record here; is '{run_dir}' a run folder?")
         try:
             with h5py.File(record.path, "r") as f:
+                version = f.attrs.get("schema_version")
+                if version is None or int(version) != SCHEMA_VERSION:
+                    found = "no schema version" if version is None else f"schema version {int(version)}"
+                    raise NedsError(
+                        f"{record.path}: run record has {found}, this neds-framework reads version "
+                        f"{SCHEMA_VERSION}; inspect or resume it with the neds-framework that wrote it "
+                        f"(its version is in the file's attrs) or start a new run"
+                    )
                 record.meta = {
                     k: (v.decode() if isinstance(v, bytes) else v)
                     for k, v in f.attrs.items()
@@ -137,8 +156,11 @@ class RunRecord:
                         record.results.setdefault(group, {})[key] = np.asarray(value)
 
                 f.visititems(collect)
-        except OSError as exc:
-            raise NedsError(f"{record.path}: unreadable run record ({exc})") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise NedsError(
+                f"{record.path}: unreadable run record ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"it is not an HDF5 run record of this framework, or it is damaged"
+            ) from None
         return record
 
 

@@ -78,6 +78,35 @@ class NedsSettings:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if self.rope and (self.hidden // self.heads) % 2:
             raise ValueError(f"rope needs an even head size; hidden/heads = {self.hidden // self.heads}")
+        need, have = training_bytes(self), machine_memory_bytes()
+        if have and need > have:
+            raise ValueError(
+                f"layers {self.layers}, hidden {self.hidden}, ffn {self.ffn} make about {core_parameters(self) / 1e9:.1f} "
+                f"billion parameters, whose weights, gradients and optimiser state alone need {need / 2**30:.0f} GiB, "
+                f"more than this machine's {have / 2**30:.0f} GiB; choose a smaller model"
+            )
+
+
+def core_parameters(settings) -> int:
+    """The transformer's parameters (attention and feed-forward; embeddings and per-session layers
+    add little at sane sizes): a lower bound used to refuse models no machine here can hold."""
+    h = settings.hidden
+    return settings.layers * (4 * h * h + 2 * h * settings.ffn)
+
+
+def training_bytes(settings) -> int:
+    """fp32 weights, gradients and two Adam moments: 16 bytes per parameter, before activations."""
+    return 16 * core_parameters(settings)
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine (0 when the platform does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class Neds(nn.Module):

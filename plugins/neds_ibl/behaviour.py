@@ -62,6 +62,69 @@ def interpolate_to_bins(
     return out, good
 
 
+# Coverage statuses of `bin_trace`, and the report's name for each exclusion.
+COVERED, GAP, OUTSIDE = 0, 1, 2
+EXCLUSION_REASONS = {GAP: "gap", OUTSIDE: "outside_recording"}
+
+
+def bin_trace(
+    times: np.ndarray, values: np.ndarray, starts: np.ndarray, n_bins: int = 100, bin_size: float = 0.02,
+    max_gap: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`interpolate_to_bins` with a coverage rule that does not lose trials to a dropped sample.
+
+    Returns (out (K, n_bins) float32, status (K,) int: COVERED, GAP or OUTSIDE). A trial that
+    `interpolate_to_bins` keeps gets exactly its values (NEDS's arithmetic). A trial it rejects for
+    its edges (a dropped camera frame at the window start, say) is kept when every bin edge lies
+    between two samples of the whole trace, inside the window or not, at most ``max_gap`` apart: its
+    values are then interpolated between those two samples, never extrapolated. Every trial is
+    excluded (GAP) when a bin edge falls in a gap wider than ``max_gap``, and (OUTSIDE) when its
+    window reaches past the first or last sample of the recording.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    starts = np.asarray(starts, dtype=np.float64)
+    out, good = interpolate_to_bins(times, values, starts, n_bins, bin_size)
+    status = np.full(len(starts), OUTSIDE, dtype=np.int8)
+    timed = np.flatnonzero(np.isfinite(starts))
+    if times.size < 2 or timed.size == 0:
+        return out, status
+    query = starts[timed, None] + bin_size * np.arange(1, n_bins + 1)  # right bin edges, as NEDS queries
+    hi = np.searchsorted(times, query, side="left")  # times[hi-1] < q <= times[hi]
+    inside = (hi >= 1) & (hi <= times.size - 1)
+    hi_c = np.clip(hi, 1, times.size - 1)
+    wide = inside & ((times[hi_c] - times[hi_c - 1]) > max_gap)
+    # NEDS's own trials: only a gap between two samples inside the window can exclude them (their
+    # edges are within a bin of a sample by its rule). max_gap >= bin_size, so every such gap
+    # holds a bin edge and is seen here.
+    interior = (times[hi_c - 1] > starts[timed, None]) & (times[hi_c] < starts[timed, None] + n_bins * bin_size)
+    own = good[timed]
+    status[timed] = np.where(
+        own,
+        np.where((wide & interior).any(axis=1), GAP, COVERED),
+        np.where(~inside.all(axis=1), OUTSIDE, np.where(wide.any(axis=1), GAP, COVERED)),
+    )
+    rescue = (status[timed] == COVERED) & ~own
+    if rescue.any():
+        out[timed[rescue]] = np.interp(query[rescue], times, values).astype(np.float32)
+    out[status != COVERED] = np.nan
+    return out, status
+
+
+def pad_still(times: np.ndarray, values: np.ndarray, start: float, end: float, step: float = 1e-3):
+    """A wheel trace extended with speed 0 from `start` to its first sample and from its last sample
+    to `end`, at `step` spacing: the wheel encoder logs ticks only, so before the first tick and
+    after the last the wheel was still, not unrecorded."""
+    times = np.asarray(times, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if times.size == 0:
+        return times, values
+    before = np.arange(times[0] - step, start - step, -step)[::-1] if start < times[0] else np.empty(0)
+    after = np.arange(times[-1] + step, end + step, step) if end > times[-1] else np.empty(0)
+    return (np.concatenate([before, times, after]),
+            np.concatenate([np.zeros(before.size), values, np.zeros(after.size)]))
+
+
 def minmax_scale(x: np.ndarray, train_idx: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     """Scale all trials to the [0, 1] range of the train trials: (float32 array, {'min', 'max'}).
 

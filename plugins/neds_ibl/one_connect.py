@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import attrs
 
 from neds_framework.api import NedsError
+from neds_ibl.file_checks import file_problem
 
 OPENALYX_URL = "https://openalyx.internationalbrainlab.org"
 
@@ -45,6 +47,10 @@ def connect_one(settings: OneSettings):
     settings.check()
     from one.api import ONE
 
+    # ONE logs file-size and dimension mismatches as multi-line warnings; the source checks the
+    # files itself and reports a damaged one in a single line naming it.
+    logging.getLogger("one").setLevel(logging.ERROR)
+
     cache = Path(settings.cache_dir)
     if settings.mode == "local":
         if not cache_exists(cache):
@@ -52,6 +58,13 @@ def connect_one(settings: OneSettings):
                 f"data.source.one.cache_dir: no ONE cache tables (sessions.pqt) in '{cache}'; "
                 "generate sessions with `neds-run synth --out DIR` or point it at an existing cache"
             )
+        for table in sorted(cache.glob("*.pqt")):  # ONE would fail on a damaged one without saying which
+            problem = file_problem(table)
+            if problem:
+                raise NedsError(
+                    f"{table}: {problem}; the ONE cache tables are damaged: regenerate the cache "
+                    "(neds-run synth --out DIR) or download it again"
+                )
         return ONE(cache_dir=str(cache), mode="local")
     try:
         return ONE(

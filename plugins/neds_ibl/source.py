@@ -16,9 +16,13 @@ fixed):
   min-max scaled with train-split statistics only;
 - the simulator's ground-truth rates when the session has them (true and behaviour-only).
 
-A modality a session lacks is marked absent, the others kept; behaviour samples that do not
-cover a trial exclude that trial (counted in the report) unless they miss ≥ 30 % of trials, in
-which case that behaviour is marked absent instead.
+A modality a session lacks is marked absent, the others kept. The wheel is speed 0 before its first
+and after its last encoder tick (a still wheel logs nothing). Behaviour gaps up to
+`behaviour_max_gap_s` (0.1 s: a few dropped camera frames) are interpolated; a trial whose bin edges
+fall in a wider gap, or past the recording, is excluded and counted in the report by reason
+(`wheel_gap`, `whisker_outside_recording`, ...), unless the behaviour misses ≥ 30 % of trials, in
+which case that behaviour is marked absent instead. The camera the whisker trace came from is kept
+in the session's meta (`whisker_source`) and said in the prepare report.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import attrs
 import numpy as np
 
 from neds_framework.api import NedsError, NedsRunError, SessionData
-from neds_ibl import behaviour, binning
+from neds_ibl import behaviour, binning, file_checks
 from neds_ibl.one_connect import OneSettings, cache_exists, connect_one, probe_names
 from neds_ibl.synth import SynthSettings, generate
 
@@ -78,6 +82,9 @@ class IblSettings:
     bin_size: float = 0.02
     rate_threshold_hz: float = 5.0
     whisker_cameras: tuple[str, ...] = ("left", "right")  # tried in this order
+    # Behaviour samples further apart than this leave a gap that excludes a trial whose bin edges
+    # fall in it; narrower gaps (a few dropped camera frames) are interpolated across.
+    behaviour_max_gap_s: float = 0.1
     lfp: LfpSettings = LfpSettings()
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     split_seed: int = 0
@@ -95,6 +102,9 @@ class IblSettings:
             raise NedsError(f"data.source.bin_size: {self.bin_size} does not divide the window {self.window}")
         if any(f < 0 for f in self.split_fractions) or abs(sum(self.split_fractions) - 1) > 1e-9:
             raise NedsError(f"data.source.split_fractions: {self.split_fractions} must be ≥ 0 and sum to 1")
+        if not (self.bin_size <= self.behaviour_max_gap_s < float("inf")):
+            raise NedsError(f"data.source.behaviour_max_gap_s: {self.behaviour_max_gap_s} must be finite and at least "
+                            f"bin_size ({self.bin_size})")
         if self.eids and self.eids_file:
             raise NedsError("data.source: give eids or eids_file, not both")
 
@@ -156,6 +166,29 @@ class IblSource:
     # ------------------------------------------------------------------ one session
 
     def prepare(self, eid: str) -> SessionData:
+        try:
+            return self._prepare(eid)
+        except NedsError:
+            raise
+        except Exception as exc:
+            damaged = self._damaged_files(eid)
+            if not damaged:
+                raise  # not a file problem: a bug, with its traceback under NEDS_DEBUG
+            path, problem = damaged[0]
+            more = f" (and {len(damaged) - 1} more damaged file(s))" if len(damaged) > 1 else ""
+            raise NedsRunError(
+                f"{path}: {problem}{more}; session {eid} cannot be prepared: download it again "
+                "(or regenerate a synthetic cache with neds-run synth), or drop the session"
+            ) from exc
+
+    def _damaged_files(self, eid: str) -> list:
+        try:
+            folder = Path(self.one.eid2path(eid))
+        except Exception:  # noqa: BLE001 - we are already reporting a failure; no path, no names
+            return []
+        return file_checks.damaged_files(folder)
+
+    def _prepare(self, eid: str) -> SessionData:
         s = self.settings
         self._require_known(eid)
         trials = self._load_trials(eid)
@@ -183,19 +216,30 @@ class IblSource:
 
         candidate = np.flatnonzero(keep_trials)
         modalities: dict[str, np.ndarray] = {}
+        meta_extra: dict[str, str] = {}
         absent: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        windows = (np.nanmin(starts_all[candidate]), np.nanmax(starts_all[candidate]) + s.n_bins * s.bin_size) if len(candidate) else (0.0, 0.0)
         for name, loader in (("wheel", self._wheel), ("whisker", self._whisker)):
             found = loader(eid)
             if found is None:
                 absent[name] = "not recorded"
                 continue
-            times, values = found
-            binned, good = behaviour.interpolate_to_bins(times, values, starts_all[candidate], s.n_bins, s.bin_size)
+            times, values, source = found
+            if name == "wheel":  # no encoder tick is a still wheel: speed 0, not missing data
+                times, values = behaviour.pad_still(times, values, windows[0] - s.bin_size, windows[1] + s.bin_size)
+            binned, status = behaviour.bin_trace(times, values, starts_all[candidate], s.n_bins, s.bin_size, s.behaviour_max_gap_s)
+            good = status == behaviour.COVERED
             if np.mean(~good) >= MAX_BAD_BEHAVIOUR_SHARE:
                 absent[name] = f"covers only {good.mean():.0%} of trials"
                 continue
             modalities[name] = binned
-            report["trials_excluded"][f"{name}_coverage"] = int((~good).sum())
+            if source:
+                notes[name] = source
+                meta_extra[f"{name}_source"] = source
+            for code, reason in behaviour.EXCLUSION_REASONS.items():
+                if (status == code).any():
+                    report["trials_excluded"][f"{name}_{reason}"] = int((status == code).sum())
             candidate, modalities = candidate[good], {k: v[good] for k, v in modalities.items()}
         if len(candidate) == 0:
             raise NedsRunError(f"session {eid}: no trial left after filtering ({report['trials_excluded']}); check the session's trials")
@@ -224,12 +268,16 @@ class IblSource:
         kept_neurons = {k: v[keep_neurons] for k, v in neurons.items()}
         truth = self._truth(eid, candidate, kept_neurons["uuid"])
         report["trials_kept"] = int(len(candidate))
+        # The filter's rules may overlap (each counts its trials); "total" is every trial not kept.
+        report["trials_excluded"]["total"] = report["trials_total"] - report["trials_kept"]
         report["absent"] = absent
+        if notes:
+            report["notes"] = notes
         trial_table = {k: v[candidate] for k, v in trials.items()}
         trial_table["trial_index"] = candidate.astype(np.int64)
         return SessionData(
             eid=eid,
-            meta=self._meta(eid, s),
+            meta={**self._meta(eid, s), **meta_extra},
             neurons=kept_neurons,
             trials=trial_table,
             modalities=modalities,
@@ -277,6 +325,7 @@ class IblSource:
             for collection in ssl.collections:  # the one brainbox will pick is among these
                 self._check_region_ids(eid, pname, collection)
             spk, clu, chn = ssl.load_spike_sorting()
+            self._check_spike_lengths(eid, pname, spk, clu)
             clu = ssl.merge_clusters(spk, clu, chn)
             n = len(clu["channels"])
             times.append(np.asarray(spk["times"], dtype=np.float64))
@@ -297,6 +346,26 @@ class IblSource:
         spikes = {"times": all_times[order], "clusters": np.concatenate(clusters)[order]}
         neurons = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
         return spikes, neurons
+
+    def _check_spike_lengths(self, eid: str, pname: str, spk, clu) -> None:
+        """spikes.times and spikes.clusters are one row per spike, and every cluster id names a
+        cluster (brainbox only warns when they differ, and the binning would silently misalign)."""
+        where = f"session {eid} {pname}"
+        n_times, n_clusters = len(spk["times"]), len(spk["clusters"])
+        if n_times != n_clusters:
+            raise NedsRunError(
+                f"{where}: spikes.times has {n_times} rows but spikes.clusters {n_clusters}; the spike sorting "
+                "files are truncated or from different sortings: download them again"
+            )
+        n = len(clu["channels"]) if "channels" in clu else None
+        ids = np.asarray(spk["clusters"])
+        if n is not None and ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise NedsRunError(
+                f"{where}: spikes.clusters holds ids {int(ids.min())}..{int(ids.max())} but the clusters files "
+                f"describe {n} clusters; the spike sorting files do not belong together: download them again"
+            )
+        if not np.all(np.isfinite(spk["times"])):
+            raise NedsRunError(f"{where}: spikes.times holds non-finite values; download the spike sorting again")
 
     def _check_region_ids(self, eid: str, pname: str, collection: str) -> None:
         """Refuse channels whose region ids iblatlas does not know (brainbox would fail obscurely)."""
@@ -321,19 +390,24 @@ class IblSource:
             loader.load_wheel()
         except ALFObjectNotFound:
             return None
-        return loader.wheel["times"].to_numpy(np.float64), behaviour.wheel_speed(loader.wheel["velocity"].to_numpy(np.float64))
+        return (loader.wheel["times"].to_numpy(np.float64),
+                behaviour.wheel_speed(loader.wheel["velocity"].to_numpy(np.float64)), "")
 
     def _whisker(self, eid: str):
         from one.alf.exceptions import ALFObjectNotFound
 
         loader = self._session_loader(eid)
+        missing = []
         for view in self.settings.whisker_cameras:
             try:
                 loader.load_motion_energy(views=[view])
             except ALFObjectNotFound:
+                missing.append(view)
                 continue
             frame = loader.motion_energy[f"{view}Camera"]
-            return frame["times"].to_numpy(np.float64), frame["whiskerMotionEnergy"].to_numpy(np.float64)
+            # Which camera, recorded in the store's session meta and said in the prepare report.
+            source = f"{view} camera" + (f" ({', '.join(missing)} not recorded)" if missing else "")
+            return frame["times"].to_numpy(np.float64), frame["whiskerMotionEnergy"].to_numpy(np.float64), source
         return None
 
     def _lfp(self, eid: str, starts: np.ndarray) -> np.ndarray | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import attrs
 
@@ -35,6 +36,9 @@ class SynthCommand:
 
         if args.sessions < 1 or args.trials < 10 or args.units < 1:
             raise NedsError("synth: --sessions must be ≥ 1, --trials ≥ 10 and --units ≥ 1")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise NedsError(f"synth --out {out}: that is a file; give a folder to write the ONE cache into (it is created)")
         settings = SynthSettings(
             sessions=args.sessions,
             seed=args.seed,

@@ -73,6 +73,8 @@ def _prepare(context) -> Path:
     if readers:  # the modalities other plugins read for this source: a new or updated one rebuilds the store
         full_settings["plugin_modalities"] = {name: f"{entry.provider}" for name, entry in readers.items()}
     path = store_path(context.recipe)
+    if path.is_dir():
+        raise NedsError(f"data.store: {path} is a folder; give the path of the store file to write, e.g. {path / 'sessions.h5'}")
     if not settings.force and store_is_current(path, full_settings):
         print(f"prepare: {path} is current ({len(eids)} sessions); skipped")
         return path
@@ -129,14 +131,15 @@ def print_report(path: Path) -> None:
     """One line per session: what was kept and what was excluded or absent."""
     with SessionStore(path) as store:
         print(f"prepared {len(store.eids)} session(s) into {path}")
-        print(f"  {'session':<10} {'trials':>11} {'neurons':>11}  modalities / excluded / absent")
+        print(f"  {'session':<10} {'trials':>11} {'neurons':>11}  modalities / excluded / absent / sources")
         for eid in store.eids:
             info = store.info(eid)
             rep = info.report
             excluded = ", ".join(f"{k} {v}" for k, v in rep.get("trials_excluded", {}).items() if v)
             absent = ", ".join(f"{k} ({why})" for k, why in rep.get("absent", {}).items())
+            notes = "; ".join(f"{k} from {what}" for k, what in rep.get("notes", {}).items())
             print(
                 f"  {eid[:8]:<10} {rep.get('trials_kept', info.n_trials):>5}/{rep.get('trials_total', '?'):<5} "
                 f"{rep.get('neurons_kept', info.n_neurons):>5}/{rep.get('neurons_total', '?'):<5}  "
-                f"{','.join(info.modalities)} / {excluded or '-'} / {absent or '-'}"
+                f"{','.join(info.modalities)} / {excluded or '-'} / {absent or '-'}" + (f" / {notes}" if notes else "")
             )
