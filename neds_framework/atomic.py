@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Iterator
 
-from neds_framework.errors import os_error
+from neds_framework.errors import NedsRunError, os_error
 
 
 def temp_path_for(path: Path) -> Path:
@@ -48,3 +49,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+#: Room kept free beyond a write's own bytes: HDF5's metadata and the blocks it flushes on close.
+ROOM_MARGIN_BYTES = 4 << 20
+
+
+def ensure_room(path: str | Path, nbytes: int, doing: str, setting: str) -> None:
+    """Refuse, before writing, a write of about `nbytes` that the disk holding `path` has no room for.
+
+    HDF5 cannot be trusted to fail cleanly on a full disk: after a failed write, closing the file
+    can crash the interpreter (a segfault in H5Fclose, seen with h5py 3 on tmpfs). So the HDF5
+    writers (the store, the run record) check the free space first; `setting` names what to point
+    elsewhere (data.store, run.dir).
+    """
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    need = int(nbytes * 1.05) + ROOM_MARGIN_BYTES
+    if free < need:
+        mib = 1 << 20
+        raise NedsRunError(
+            f"{path}: not enough free space for {doing} (about {need / mib:.1f} MiB needed, {free / mib:.1f} MiB "
+            f"free on that disk); free space there, or point {setting} at a disk with room"
+        )

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +76,14 @@ def run_recipe(recipe: Recipe, plugins: PluginSet, resume: Path | None = None) -
 # --------------------------------------------------------------------------- sub-commands
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a command-line mistake is one line (argparse prints its usage block first)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix(PROG).strip()
+        raise NedsError(f"{command + ': ' if command else ''}{message}; see '{self.prog} --help'")
+
+
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="path of the recipe YAML file")
     parser.add_argument(
@@ -96,7 +105,7 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Run the stages a recipe names, in order.")
+    parser = _Parser(prog=PROG, description="Run the stages a recipe names, in order.")
     _add_recipe_args(parser)
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
@@ -139,7 +148,7 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
 
 
 def cmd_validate(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"{PROG} validate", description=BUILTIN_COMMANDS["validate"])
+    parser = _Parser(prog=f"{PROG} validate", description=BUILTIN_COMMANDS["validate"])
     _add_recipe_args(parser)
     parser.add_argument("--dump", action="store_true", help="print the resolved recipe as YAML")
     args = parser.parse_args(argv)
@@ -152,7 +161,7 @@ def cmd_validate(argv: Sequence[str]) -> int:
 
 
 def cmd_plugins(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"{PROG} plugins", description=BUILTIN_COMMANDS["plugins"])
+    parser = _Parser(prog=f"{PROG} plugins", description=BUILTIN_COMMANDS["plugins"])
     parser.parse_args(argv)
     plugins = get_plugins()
     print(f"plugins ({len(plugins.plugins)}):")
@@ -170,7 +179,7 @@ def cmd_plugins(argv: Sequence[str]) -> int:
 
 
 def cmd_inspect(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"{PROG} inspect", description=BUILTIN_COMMANDS["inspect"])
+    parser = _Parser(prog=f"{PROG} inspect", description=BUILTIN_COMMANDS["inspect"])
     parser.add_argument("run", type=Path, help="a run folder (holding run.h5)")
     parser.add_argument("--split", default="test", help="which evaluation to show (default: test)")
     parser.add_argument("--sessions", action="store_true", help="also print every metric per session")
@@ -183,7 +192,7 @@ def cmd_inspect(argv: Sequence[str]) -> int:
 
 def _plugin_command(name: str, argv: Sequence[str], plugins: PluginSet) -> int:
     command = plugins.registries.commands.get(name).factory
-    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=getattr(command, "help", None))
+    parser = _Parser(prog=f"{PROG} {name}", description=getattr(command, "help", None))
     command.add_arguments(parser)
     return int(command.run(parser.parse_args(argv)) or 0)
 
@@ -230,8 +239,20 @@ def dispatch(argv: Sequence[str]) -> int:
     return cmd_run(argv)
 
 
+def _quiet_thread_disk_errors(args) -> None:
+    """A background writer's disk error (TensorBoard's event thread) is raised again in the main
+    thread by the writer's next call, where it becomes one line; its thread traceback is noise."""
+    if issubclass(args.exc_type, OSError) and not os.environ.get("NEDS_DEBUG"):
+        return
+    _default_thread_hook(args)
+
+
+_default_thread_hook = threading.excepthook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    threading.excepthook = _quiet_thread_disk_errors
     try:
         return dispatch(argv)
     except NedsError as exc:

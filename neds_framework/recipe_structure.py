@@ -173,6 +173,9 @@ def _describe(exc: BaseException, keypath: KeyPath, raw: dict) -> tuple[KeyPath,
     value = _lookup(raw, keypath)
     if isinstance(value, dict):  # a whole section refused by its own check: its message says why
         return keypath, str(exc)
+    if isinstance(exc, (TypeError, AttributeError)) and not isinstance(value, dict) and re.search(
+            r"not iterable|not subscriptable|has no attribute '(get|keys|items)'|not a mapping", str(exc)):
+        return keypath, f"expected a mapping of settings (key: value lines), got {value!r}"
     return keypath, f"invalid value {value!r}: {exc}"
 
 

@@ -86,3 +86,35 @@ def test_a_failing_rank_stops_the_whole_job_with_its_error(tmp_path):
     done = run(path, "--nproc", "2", cwd=tmp_path, env=env, timeout=300)
     assert done.returncode != 0
     assert "rank 1 gave up on purpose" in done.stderr
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
+    """kill -9 of the whole job (launcher and both ranks) after its first checkpoint, then
+    --resume with two processes: the same weights, bit for bit, as an uninterrupted 2-process run."""
+    import signal
+    import time
+
+    import torch
+
+    path = helpers.tiny_recipe(tmp_path, epochs=3, extra="eval: {figures: false}\n")
+    args = ["--nproc", "2", "--set", "train.batch_size=8", "--set", "stages=[prepare, train]"]
+    whole = run(path, *args, "--set", "run.name=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    killed = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([NEDS_RUN, str(path), *args, "--set", "run.name=killed"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (killed / "run.h5").exists():  # the first epoch's checkpoint has landed
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert RunRecord.load(killed).checkpoint("last")["epoch"] < 3
+
+    resumed = run(path, *args, "--resume", killed, cwd=tmp_path)  # the killed job's lock is stale: taken over
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = RunRecord.load(tmp_path / "runs" / "whole").checkpoint("last")["model"]
+    b = RunRecord.load(killed).checkpoint("last")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(RunRecord.load(killed).history["epoch"]["train_loss"]) == 3

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from neds_framework import __version__
-from neds_framework.atomic import atomic_path
+from neds_framework.atomic import atomic_path, ensure_room
 from neds_framework.data.session import SessionData
 
 #: Version of the on-disk layout; bump it whenever a reader of the old layout would misread the new.
@@ -117,12 +117,24 @@ class StoreWriter:
             raise RuntimeError("StoreWriter.add is only valid inside its `with` statement")
         sessions = self._file["sessions"]
         _check_eid(session.eid, sessions)
+        ensure_room(self.path, session_bytes(session), f"session {session.eid}", "data.store")
         try:
             _write_session(sessions.create_group(session.eid, track_order=True), session)
         except BaseException:
             # A caller that catches the error and goes on must not leave a half session in the store.
             del sessions[session.eid]
             raise
+
+
+def session_bytes(session: SessionData) -> int:
+    """An upper bound on a session's bytes in the store (arrays before compression; strings at 64 B)."""
+    arrays = [*session.modalities.values(), *session.truth.values(), *session.splits.values(),
+              *session.neurons.values(), *session.trials.values()]
+    total = 0
+    for array in arrays:
+        array = np.asarray(array)
+        total += array.size * 64 if array.dtype.kind in "UO" else array.nbytes
+    return total + len(to_json(session.meta)) + len(to_json(session.report)) + len(to_json(session.scaling))
 
 
 def _check_eid(eid: str, sessions: h5py.Group) -> None:

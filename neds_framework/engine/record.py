@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import torch
 
-from neds_framework.atomic import atomic_path
+from neds_framework.atomic import atomic_path, ensure_room
 from neds_framework.errors import NedsError, NedsRunError
 
 RECORD_NAME = "run.h5"
@@ -101,7 +101,15 @@ class RunRecord:
 
     # ------------------------------------------------------------------ disk
 
+    def nbytes(self) -> int:
+        """About the bytes `save` writes (before compression)."""
+        arrays = [np.asarray(v) for arrays in self.results.values() for v in arrays.values()]
+        return (sum(len(data) for data in self.checkpoints.values()) + sum(a.nbytes for a in arrays)
+                + sum(8 * len(column) for table in self.history.values() for column in table.values())
+                + sum(len(str(value)) for value in self.meta.values()))
+
     def save(self) -> None:
+        ensure_room(self.path, self.nbytes(), "the run record", "run.dir")
         with atomic_path(self.path) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs["schema_version"] = SCHEMA_VERSION

@@ -28,6 +28,7 @@ in the session's meta (`whisker_source`) and said in the prepare report.
 from __future__ import annotations
 
 import hashlib
+import os
 import types
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,23 @@ class IblSource:
             raise
         except Exception as exc:
             damaged = self._damaged_files(eid)
+            if not damaged and _missing_files(exc):
+                text = " ".join(str(exc).split("\n")[0].split())[:200]
+                raise NedsRunError(
+                    f"session {eid}: its {self._step} files are missing ({text}); download them again, or drop the session"
+                ) from exc
+            if not damaged and isinstance(exc, KeyError) and _raised_by_data_library(exc):
+                raise NedsRunError(
+                    f"session {eid}: its {self._step} files lack {exc} (a file missing from the session folder); "
+                    "download them again, or drop the session"
+                ) from exc
+            if not damaged and _raised_by_data_library(exc):
+                # Readable files that do not agree (an ALF object's attributes of different lengths).
+                text = " ".join(str(exc).split())[:200] or type(exc).__name__
+                raise NedsRunError(
+                    f"session {eid}: its {self._step} files do not agree ({text}); download them again, or drop "
+                    "the session"
+                ) from exc
             if not damaged:
                 raise  # not a file problem: a bug, with its traceback under NEDS_DEBUG
             path, problem = damaged[0]
@@ -180,6 +198,8 @@ class IblSource:
                 f"{path}: {problem}{more}; session {eid} cannot be prepared: download it again "
                 "(or regenerate a synthetic cache with neds-run synth), or drop the session"
             ) from exc
+
+    _step = "session"  # what prepare was loading, for the message when a load fails
 
     def _damaged_files(self, eid: str) -> list:
         try:
@@ -191,6 +211,7 @@ class IblSource:
     def _prepare(self, eid: str) -> SessionData:
         s = self.settings
         self._require_known(eid)
+        self._step = "trials"
         trials = self._load_trials(eid)
         report: dict[str, Any] = {"trials_total": int(len(trials["stimOn_times"]))}
 
@@ -201,6 +222,7 @@ class IblSource:
         # threshold over all trials, before the trial filter.
         timed = np.flatnonzero(np.isfinite(starts_all))
 
+        self._step = "spike sorting"
         spikes, neurons = self._load_spikes(eid)
         counts = binning.bin_spikes(spikes["times"], spikes["clusters"], starts_all[timed], s.n_bins, s.bin_size, len(neurons["uuid"]))
         keep_neurons = binning.rate_filter(counts, s.rate_threshold_hz, s.n_bins * s.bin_size)
@@ -221,6 +243,7 @@ class IblSource:
         notes: dict[str, str] = {}
         windows = (np.nanmin(starts_all[candidate]), np.nanmax(starts_all[candidate]) + s.n_bins * s.bin_size) if len(candidate) else (0.0, 0.0)
         for name, loader in (("wheel", self._wheel), ("whisker", self._whisker)):
+            self._step = name
             found = loader(eid)
             if found is None:
                 absent[name] = "not recorded"
@@ -249,6 +272,7 @@ class IblSource:
         modalities["choice"] = behaviour.choice_classes(trials["choice"][candidate])
         modalities["block"] = behaviour.block_classes(trials["probabilityLeft"][candidate])
         if s.lfp.enabled:
+            self._step = "LFP"
             lfp = self._lfp(eid, starts_all[candidate])
             if lfp is None:
                 absent["lfp"] = "no raw LF band data"
@@ -306,6 +330,9 @@ class IblSource:
         loader.load_trials()
         df = loader.trials
         missing = [f for f in TRIAL_FIELDS if f not in df.columns]
+        if len(missing) == len(TRIAL_FIELDS):
+            raise NedsRunError(f"session {eid}: no trials found (neither _ibl_trials.table.pqt nor trials.*.npy files); "
+                               "download them again, or drop the session")
         if missing:
             raise NedsRunError(f"session {eid}: the trials table lacks {', '.join(missing)}")
         return {f: df[f].to_numpy(dtype=np.float64) for f in TRIAL_FIELDS}
@@ -351,6 +378,9 @@ class IblSource:
         """spikes.times and spikes.clusters are one row per spike, and every cluster id names a
         cluster (brainbox only warns when they differ, and the binning would silently misalign)."""
         where = f"session {eid} {pname}"
+        lacking = [f"spikes.{key}" for key in ("times", "clusters") if key not in spk]
+        if lacking:
+            raise NedsRunError(f"{where}: the spike sorting lacks {' and '.join(lacking)}; download it again, or drop the session")
         n_times, n_clusters = len(spk["times"]), len(spk["clusters"])
         if n_times != n_clusters:
             raise NedsRunError(
@@ -481,6 +511,22 @@ class _NeuralChannels:
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         return np.asarray(self.reader[rows, : self.shape[1]], dtype=np.float32)
+
+
+def _missing_files(exc: BaseException) -> bool:
+    """ONE's 'object not found on disk' (a file the cache lists but the folder lacks)."""
+    from one.alf.exceptions import ALFObjectNotFound
+
+    return isinstance(exc, ALFObjectNotFound)
+
+
+def _raised_by_data_library(exc: BaseException) -> bool:
+    """True when the innermost frame of the failure is in ONE-api, brainbox or iblutil: their
+    ValueErrors are about the files they read (lengths that differ, an empty object), not our bugs."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and any(f"{os.sep}{lib}{os.sep}" in frames[-1].filename for lib in ("one", "brainbox", "iblutil", "ibllib"))
 
 
 def split_trials(eid: str, n_trials: int, fractions: tuple[float, float, float], seed: int = 0) -> dict[str, np.ndarray]:
