@@ -1,7 +1,9 @@
 """`neds-run`: run a recipe, or one of the sub-commands.
 
     neds-run RECIPE [--overlay FILE] [--set key.path=value ...] [--resume RUN] [--nproc N]
-                                                  run the recipe's stages in order (N processes)
+             [--nnodes M --node-rank R --rdzv-endpoint HOST:PORT]
+                                                  run the recipe's stages in order (N processes
+                                                  on each of M machines)
     neds-run validate RECIPE [--set ...] [--dump] check a recipe and every plugin section
     neds-run plugins                              list every registered name and its provider
     neds-run inspect RUN [--sessions]             summarise a run: training and its metrics table
@@ -110,40 +112,71 @@ def cmd_run(argv: Sequence[str]) -> int:
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="train with N processes on this machine (starts torchrun; gloo on CPU, NCCL on GPUs)")
+    parser.add_argument("--nnodes", type=int, default=1, metavar="M",
+                        help="the job spans M machines: run this same command on each, with its --node-rank")
+    parser.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's place among the M (0 .. M-1)")
+    parser.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                        help="where the machines meet: node 0's address and a free port on it (needed with --nnodes)")
     args = parser.parse_args(argv)
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return launch_torchrun(args.nproc, [a for a in _without_nproc(argv)])
-    if args.nproc < 1:
-        raise NedsError(f"--nproc: expected at least 1, got {args.nproc}")
+    launch = check_launch(args.nproc, args.nnodes, args.node_rank, args.rdzv_endpoint)
+    if launch and "WORLD_SIZE" not in os.environ:
+        return launch_torchrun(args.nproc, _without_launch_args(argv), args.nnodes, args.node_rank, args.rdzv_endpoint)
     plugins = get_plugins()
     recipe = load_recipe(args.recipe, args.overrides, plugins.registries, args.overlays)
     run_recipe(recipe, plugins, resume=args.resume)
     return 0
 
 
-def _without_nproc(argv: Sequence[str]) -> list[str]:
+LAUNCH_ARGS = ("--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint")
+
+
+def check_launch(nproc: int, nnodes: int, node_rank: int, endpoint: str | None) -> bool:
+    """Check the launch flags; True when they ask for more than one process (torchrun starts them)."""
+    if nproc < 1:
+        raise NedsError(f"--nproc: expected at least 1, got {nproc}")
+    if nnodes < 1:
+        raise NedsError(f"--nnodes: expected at least 1, got {nnodes}")
+    if not 0 <= node_rank < nnodes:
+        raise NedsError(f"--node-rank: expected 0 .. {nnodes - 1} for --nnodes {nnodes}, got {node_rank}")
+    if nnodes > 1 and not endpoint:
+        raise NedsError("--nnodes: a job on several machines needs --rdzv-endpoint HOST:PORT (node 0's address and a "
+                        "free port there), the same on every machine")
+    if endpoint is not None:
+        host, _, port = endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise NedsError(f"--rdzv-endpoint: expected HOST:PORT (e.g. node0:29500), got {endpoint!r}")
+    return nproc > 1 or nnodes > 1
+
+
+def _without_launch_args(argv: Sequence[str]) -> list[str]:
+    """argv without the launch flags: torchrun's processes run the recipe itself."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--nproc":
+        elif arg in LAUNCH_ARGS:
             skip = True
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith(tuple(f"{name}=" for name in LAUNCH_ARGS)):
             out.append(arg)
     return out
 
 
-def launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run this same command under torchrun with N local processes; its exit code is ours.
+def launch_torchrun(nproc: int, argv: list[str], nnodes: int = 1, node_rank: int = 0, endpoint: str | None = None) -> int:
+    """Run this same command under torchrun's elastic launcher; its exit code is ours.
 
-    torchrun stops every process when one fails and reports which rank failed; each rank's
-    stderr (with its one-line error) is passed through.
+    One machine: a standalone rendezvous. Several: a static rendezvous at `endpoint`, where this
+    machine's processes take global ranks node_rank * nproc ... (node_rank + 1) * nproc - 1, so the
+    ranks, and with them each rank's shard of the batches, are the same as on one machine with
+    nnodes * nproc processes. torchrun stops every process when one fails and reports which rank
+    failed; each rank's stderr (with its one-line error) is passed through.
     """
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+    where = (["--standalone"] if nnodes == 1 else
+             [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=static", f"--rdzv_endpoint={endpoint}"])
+    cmd = [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={nproc}",
            "-m", "neds_framework.cli", *argv]
-    print(f"[{PROG}] launching {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr)
+    print(f"[{PROG}] launching {nproc} process(es) on node {node_rank} of {nnodes}: {' '.join(cmd[1:])}", file=sys.stderr)
     return subprocess.call(cmd)
 
 

@@ -118,3 +118,48 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
     b = RunRecord.load(killed).checkpoint("last")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert len(RunRecord.load(killed).history["epoch"]["train_loss"]) == 3
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_localhost_match_two_processes_on_one(tmp_path):
+    """Two launchers (two "machines", one process each, static rendezvous over TCP, gloo) train to
+    the same weights, bit for bit, as one launcher with two processes."""
+    import torch
+
+    path = helpers.tiny_recipe(tmp_path, epochs=2, extra="eval: {figures: false}\n")
+    args = ["--set", "train.batch_size=8", "--set", "stages=[prepare, train]"]
+    single = run(path, "--nproc", "2", *args, "--set", "run.name=single", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-2000:]
+
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen([NEDS_RUN, str(path), "--nnodes", "2", "--node-rank", str(rank), "--nproc", "1",
+                               "--rdzv-endpoint", endpoint, *args, "--set", "run.name=nodes"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (1, 0)]  # node 1 first: it waits at the rendezvous for node 0
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-2000:]
+    assert "on node 1 of 2" in outputs[0][1] and "on node 0 of 2" in outputs[1][1]
+    a = RunRecord.load(tmp_path / "runs" / "single")
+    b = RunRecord.load(tmp_path / "runs" / "nodes")
+    assert b.meta_value("world_size") == 2
+    wa, wb = a.checkpoint("last")["model"], b.checkpoint("last")["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--nnodes", "2"], "needs --rdzv-endpoint HOST:PORT"),
+    (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank: expected 0 .. 1"),
+    (["--nnodes", "2", "--rdzv-endpoint", "node0"], "--rdzv-endpoint: expected HOST:PORT"),
+    (["--nnodes", "0"], "--nnodes: expected at least 1"),
+])
+def test_bad_launch_flags_are_one_line(tmp_path, flags, message):
+    done = run(helpers.tiny_recipe(tmp_path), *flags, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
