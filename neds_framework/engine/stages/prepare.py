@@ -65,8 +65,8 @@ def run_prepare(context) -> Path:
 
 def _prepare(context) -> Path:
     settings: PrepareSettings = context.recipe.section("prepare") or PrepareSettings()
-    if store_path(context.recipe).is_dir():
-        path = store_path(context.recipe)
+    path = store_path(context.recipe)
+    if path.is_dir():  # before the source starts (it may generate sessions first)
         raise NedsError(f"data.store: {path} is a folder; give the path of the store file to write, e.g. {path / 'sessions.h5'}")
     source = make_source(context)
     eids = source.eids()
@@ -75,7 +75,6 @@ def _prepare(context) -> Path:
     full_settings = {**source.settings_for_hash(), "eids": list(eids)}
     if readers:  # the modalities other plugins read for this source: a new or updated one rebuilds the store
         full_settings["plugin_modalities"] = {name: f"{entry.provider}" for name, entry in readers.items()}
-    path = store_path(context.recipe)
     if not settings.force and store_is_current(path, full_settings):
         print(f"prepare: {path} is current ({len(eids)} sessions); skipped")
         return path
