@@ -525,19 +525,76 @@ def test_dropout_keeps_one_minus_p_and_rescales():
     layer = Dropout(0.4)
     y = layer(x)
     assert abs((y == 0).float().mean().item() - 0.4) < 0.01
-    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.6))
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 256 / 154))  # p quantised: 102/256
     assert torch.equal(layer.eval()(x), x)
 
 
-def test_unfused_attention_path_matches_the_fused_one():
-    from neds_framework.model.nn.attention import SelfAttention, _attention_with_dropout
+def _attention_by_the_formula(q, k, v, keep):
+    a = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1)
+    return (a if keep is None else a * keep) @ v
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4])
+def test_buffered_attention_matches_the_formula_and_its_gradients(p):
+    """Forward and every gradient equal softmax(q kᵀ/√d)·mask·v with the same mask, in float64."""
+    from neds_framework.model.nn import attention_dropout as ad
+    from neds_framework.model.nn.dropout import keep_mask
 
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 4, 9, 8, generator=g) for _ in range(3))
-    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    assert torch.allclose(_attention_with_dropout(q, k, v, 0.0), fused, atol=1e-5)
-    attention = SelfAttention(32, 4, dropout=0.4)
+    q, k, v = (torch.randn(2, 3, 7, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    buffers = ad.AttentionBuffers()
+    state = torch.get_rng_state()
+    y = ad.attention_with_dropout(q, k, v, p, buffers)
+    grads = torch.autograd.grad((y * torch.arange(4.0, dtype=torch.float64)).sum(), (q, k, v))
+    torch.set_rng_state(state)
+    keep = keep_mask(torch.Size([2, 3, 7, 7]), p, torch.float64) if p else None
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    y2 = _attention_by_the_formula(q2, k2, v2, keep)
+    grads2 = torch.autograd.grad((y2 * torch.arange(4.0, dtype=torch.float64)).sum(), (q2, k2, v2))
+    assert torch.allclose(y, y2, atol=1e-12)
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(grads, grads2))
+
+
+def test_buffered_attention_stays_right_with_two_forwards_before_a_backward():
+    """The layer's buffers are reused only once their backward has run: a second forward first
+    (gradient accumulation over two batches) gets its own, and both gradients are exact."""
+    from neds_framework.model.nn import attention_dropout as ad
+
+    g = torch.Generator().manual_seed(1)
+    buffers = ad.AttentionBuffers()
+    inputs = [[torch.randn(1, 2, 5, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+              for _ in range(2)]
+    outputs = [ad.attention_with_dropout(*qkv, 0.0, buffers) for qkv in inputs]
+    for qkv, y in zip(inputs, outputs):
+        got = torch.autograd.grad(y.sum(), qkv)
+        want = torch.autograd.grad(_attention_by_the_formula(*qkv, None).sum(), qkv)
+        assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(got, want))
+    y = ad.attention_with_dropout(*inputs[0], 0.0, buffers)  # after both: the kept buffer again
+    assert y.grad_fn is not None and buffers.probs is not None
+
+
+def test_the_cpu_dropout_rate_is_quantised_to_1_over_256():
+    from neds_framework.model.nn.dropout import keep_mask, quantised_rate
+
+    assert quantised_rate(0.4) == 102 / 256 and quantised_rate(0.1) == 26 / 256
+    mask = keep_mask(torch.Size([1_000_000]), 0.4, torch.float32)
+    dropped = (mask == 0).float().mean().item()
+    assert abs(dropped - 102 / 256) < 0.003
+    assert torch.allclose(mask[mask != 0], torch.full((int((mask != 0).sum()),), 256 / 154))
+    assert abs(mask.mean().item() - 1.0) < 0.005  # unbiased
+
+
+def test_attention_paths_agree_and_dropout_only_trains():
+    from neds_framework.model.nn.attention import SelfAttention
+
+    g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 9, 32, generator=g)
+    attention = SelfAttention(32, 4, dropout=0.0).train()
+    fused = attention(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 takes the buffered path
+        buffered = attention(x)
+    assert buffered.dtype == torch.bfloat16 and torch.allclose(buffered.float(), fused, atol=0.05)
+    attention = SelfAttention(32, 4, dropout=0.4)
     assert not torch.equal(attention.train()(x), attention(x))  # dropout draws differ
     assert torch.equal(attention.eval()(x), attention(x))
 

@@ -1,28 +1,28 @@
-"""Multi-head self-attention on PyTorch's fused scaled-dot-product attention.
+"""Multi-head self-attention: PyTorch's fused scaled-dot-product attention, or on CPU a buffered one.
 
 No attention mask: every token sees every other, as in the reference. Attention dropout and the
 fused kernel do not mix on CPU: with dropout > 0, `scaled_dot_product_attention` falls back to an
-unfused path that draws a Bernoulli mask over every (head, query, key), most of the reference's
-step time (neds-facts.md §11). So on CPU, when training with attention dropout, this module runs
-that unfused path itself with the faster `dropout` of this package; everywhere else (no attention
-dropout, evaluation, GPUs, whose fused kernels take dropout) it calls the fused function.
+unfused path that draws a Bernoulli mask over every (head, query, key) and allocates its (L, L)
+tensors anew each step, most of the reference's step time (neds-facts.md §11). So on CPU, with
+attention dropout, or in bf16 (where the CPU's fused kernel is slower than two bf16 matmuls), this
+module runs `attention_dropout.attention_with_dropout`, which keeps its (L, L) buffers per layer;
+elsewhere (fp32 without attention dropout, GPUs, whose fused kernels take dropout) it calls the
+fused function. Measured in benchmarks/results/train_step.md.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neds_framework.model.nn.dropout import dropout
+from neds_framework.model.nn.attention_dropout import AttentionBuffers, attention_with_dropout
 from neds_framework.model.nn.rotary import apply_rotary
 
 
-def _attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
-    return dropout(scores.softmax(dim=-1), p, training=True) @ v
+def buffered_path(device: torch.device, dtype: torch.dtype, p: float) -> bool:
+    """Whether the buffered CPU attention is the faster one here (see the module doc)."""
+    return device.type == "cpu" and (p > 0.0 or dtype == torch.bfloat16)
 
 
 class SelfAttention(nn.Module):
@@ -34,6 +34,7 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
+        self.buffers_ = AttentionBuffers()  # this layer's (L, L) buffers on CPU; not state
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, length, hidden = x.shape
@@ -42,8 +43,8 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         p = self.dropout if self.training else 0.0
-        if p > 0.0 and x.device.type == "cpu":
-            y = _attention_with_dropout(q, k, v, p)
+        if buffered_path(x.device, v.dtype, p):
+            y = attention_with_dropout(q, k, v, p, self.buffers_)
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(b, length, hidden))
