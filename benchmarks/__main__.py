@@ -111,9 +111,11 @@ def write_quality(out: Path, params: dict, values: dict) -> tuple[str, list[str]
     return md, problems
 
 
-def run_speed(quick: bool) -> None:
+def run_speed(quick: bool, reference: Path | None = None) -> None:
     for script in SPEED:
         args = [sys.executable, "-m", f"benchmarks.{script}"] + (["--quick"] if quick else [])
+        if script == "bench_train_step" and reference is not None:  # its rows beside the reference's code
+            args += ["--reference", str(reference)]
         print(f"running {script} ...", flush=True)
         done = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent)
         if done.returncode != 0:
@@ -137,13 +139,17 @@ def speed_overview(quick: bool) -> str:
                      f"{p['rows'][-1]['wall_s']:.1f} s)", max(r["peak_rss_mb"] for r in p["rows"])))
     if got["train_step"]:
         t = got["train_step"]
-        default = next(r for r in t["results"] if r["kernels"] == "this project" and r["static_layout"] == "expanded"
-                       and r["attention_dropout"] == 0.0)
-        emulated = next(r for r in t["results"] if r["kernels"] != "this project")
-        rows.append(("training step, single size (RSS: the process over every configuration, the reference's kernels "
-                     "included)", f"{default['trials_per_s']:.1f} trials/s, {default['utilisation']:.0%} "
-                     f"utilisation ({default['trials_per_s'] / emulated['trials_per_s']:.1f}x the reference's kernels here; "
-                     "reference 3.15 trials/s on a faster machine)", t.get("peak_rss_mb")))
+        for kind, label in (("train", "training step"), ("eval", "evaluation, encoding + decoding")):
+            rows_ = {r["row"]: r for r in t.get(kind, [])}
+            ours = rows_.get("ours: defaults") or rows_.get("ours eval: defaults")
+            ref = rows_.get("reference") or rows_.get("reference eval")
+            if ours is None:
+                continue
+            versus = (f"{ours['trials_per_s'] / ref['trials_per_s']:.1f}x the reference's code here, "
+                      f"{ref['trials_per_s']:.1f} trials/s" if ref else "no reference run")
+            rows.append((f"{label}, single size, defaults ({ours['amp']})", f"{ours['trials_per_s']:.1f} trials/s, "
+                         f"{ours['utilisation_fp32']:.0%} of the fp32 / {ours['utilisation_bf16']:.0%} of the bf16 "
+                         f"ceiling ({versus})", ours["peak_rss_mb"]))
     if got["model_size"]:
         for r in got["model_size"]["rows"]:
             rows.append((f"{r['size']}: train / eval forward", f"{r['train_trials_per_s']:.1f} / {r['eval_trials_per_s']:.1f} "
@@ -204,7 +210,7 @@ def main(argv=None) -> int:
             {"machine": quality_machine, "params": params, "values": values, "problems": problems,
              "seconds": time.perf_counter() - start}, indent=2) + "\n")
     if not args.skip_speed:
-        run_speed(args.quick)
+        run_speed(args.quick, args.reference)
     speed = speed_overview(args.quick)
     if speed:
         atomic_write_text(out / "speed.md", speed)

@@ -117,25 +117,50 @@ def matched_pairs(values: dict, better: str, worse: str) -> dict:
     return out
 
 
+def _data(p: dict, store: str, cache: str, eids: list[str] | None = None) -> dict:
+    """A recipe's data section: the generated sessions (cache "gen") or the pretraining pool ("pool")."""
+    n, seed, lab = (p["sessions"], 0, "synthlab") if cache == "gen" else (p["pool"], 1, "poollab")
+    synth = {"sessions": n, "seed": seed, "trials": p["trials"], "units": p["units"], "lab": lab}
+    source = {"one": {"cache_dir": cache}, "synthesize": synth, **({"eids": list(eids)} if eids else {})}
+    return {"store": store, "source": source}
+
+
+def prepare_sessions(workdir: Path, p: dict, pool: bool = True) -> list[str]:
+    """Generate and prepare the evaluated sessions (store.h5, and store_<i>.h5 with session i alone) and the pool."""
+    from neds_framework.data.store import SessionStore
+
+    _neds_run(workdir, "prepare", {"stages": ["prepare"], "data": _data(p, "store.h5", "gen")})
+    if pool:
+        _neds_run(workdir, "prepare_pool", {"stages": ["prepare"], "data": _data(p, "pool.h5", "pool")})
+    eids = SessionStore(workdir / "store.h5").eids
+    for i, eid in enumerate(eids):  # one store per session, shared by every arm trained on it alone
+        _neds_run(workdir, f"prepare_{i}", {"stages": ["prepare"], "data": _data(p, f"store_{i}.h5", "gen", [eid])})
+    return eids
+
+
+def single_session_recipe(p: dict, seed: int, i: int, eid: str, **overrides) -> dict:
+    """`neds single` on session i with seed: the default recipe's settings at the suite's size."""
+    model = {"layers": p["layers"], "hidden": p["hidden"], "heads": 4, "ffn": 2 * p["hidden"], **overrides.pop("model", {})}
+    recipe = {
+        "stages": ["train", "eval"], "run": {"seed": seed}, "data": _data(p, f"store_{i}.h5", "gen", [eid]),
+        "model": model, "train": {"epochs": p["epochs"], "optimizer": {"lr": p["lr"]}, "val_metrics": True},
+        "eval": {"figures": False},
+    }
+    for section, settings in overrides.items():
+        recipe[section] = {**recipe.get(section, {}), **settings}
+    return recipe
+
+
 def run_quality(workdir: Path, quick: bool, reference: Path | None = None, reference_commit: str | None = None) -> dict:
     """{arm: {column: [per-(session, seed) values]}}, the oracles', curves, pairs, the region probe and per-neuron pairs."""
     p = QUICK if quick else FULL
     model = {"layers": p["layers"], "hidden": p["hidden"], "heads": 4, "ffn": 2 * p["hidden"]}
     threads = max(1, 2 // p["jobs"])
 
-    def data(store: str, cache: str, eids: list[str] | None = None) -> dict:
-        n, seed, lab = (p["sessions"], 0, "synthlab") if cache == "gen" else (p["pool"], 1, "poollab")
-        synth = {"sessions": n, "seed": seed, "trials": p["trials"], "units": p["units"], "lab": lab}
-        source = {"one": {"cache_dir": cache}, "synthesize": synth, **({"eids": list(eids)} if eids else {})}
-        return {"store": store, "source": source}
-
     from neds_framework.data.store import SessionStore
 
-    _neds_run(workdir, "prepare", {"stages": ["prepare"], "data": data("store.h5", "gen")})
-    _neds_run(workdir, "prepare_pool", {"stages": ["prepare"], "data": data("pool.h5", "pool")})
-    eids = SessionStore(workdir / "store.h5").eids
-    for i, eid in enumerate(eids):  # one store per session, shared by every arm trained on it alone
-        _neds_run(workdir, f"prepare_{i}", {"stages": ["prepare"], "data": data(f"store_{i}.h5", "gen", [eid])})
+    data = lambda store, cache, eids=None: _data(p, store, cache, eids)  # noqa: E731
+    eids = prepare_sessions(workdir, p)
 
     optimizer = {"lr": p["lr"]}
     pretrain, single, finetune = {}, {}, {}
@@ -149,11 +174,7 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None, refer
     pretrained_for = {seed: seed if seed in pretrain else pretrain_seeds[0] for seed in p["seeds"]}
     for seed in p["seeds"]:
         for i, eid in enumerate(eids):
-            single[("neds single", seed, i)] = (f"single_s{seed}_{i}", {
-                "stages": ["train", "eval"], "run": {"seed": seed}, "data": data(f"store_{i}.h5", "gen", [eid]),
-                "model": model, "train": {"epochs": p["epochs"], "optimizer": optimizer, "val_metrics": True},
-                "eval": {"figures": False},
-            })
+            single[("neds single", seed, i)] = (f"single_s{seed}_{i}", single_session_recipe(p, seed, i, eid))
             finetune[("neds multi", seed, i)] = (f"multi_s{seed}_{i}", {  # the pool's model, finetuned on this session
                 "stages": ["finetune", "eval"], "run": {"seed": seed}, "data": data(f"store_{i}.h5", "gen", [eid]),
                 "model": model,

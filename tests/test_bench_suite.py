@@ -44,7 +44,7 @@ def _suite_modules():
 def test_speed_overview_and_plots_render_the_committed_results(tmp_path):
     suite, plots = _suite_modules()
     text = suite.speed_overview(quick=False)
-    for row in ("| spike binning |", "| preparation |", "| training step, single size (", "| quickstart end to end |",
+    for row in ("| spike binning |", "| preparation |", "| training step, single size, defaults (", "| quickstart end to end |",
                 "| large (reference): train / eval forward |", "| training on 74 sessions, streaming |"):
         assert row in text, row
     per_neuron = {"neds (expanded)": {"model": [0.1, -3.0, float("nan")], "oracle": [0.2, 0.1, 0.3]}}

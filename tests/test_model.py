@@ -599,6 +599,39 @@ def test_attention_paths_agree_and_dropout_only_trains():
     assert torch.equal(attention.eval()(x), attention(x))
 
 
+def test_bf16_inference_takes_the_fused_kernel_and_agrees_with_training_path(monkeypatch):
+    """Forward only, bf16 runs the fused kernel (faster without a backward); with grad it is buffered."""
+    from neds_framework.model.nn import attention as module
+
+    calls = []
+    real = module.attention_with_dropout
+    monkeypatch.setattr(module, "attention_with_dropout", lambda *a: calls.append(1) or real(*a))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 9, 32, generator=g)
+    layer = module.SelfAttention(32, 4, dropout=0.0).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with_grad = layer(x)
+        assert calls == [1]
+        with torch.no_grad():
+            inference = layer(x)
+        assert calls == [1]
+    assert torch.allclose(inference.float(), with_grad.float(), atol=0.03)
+    assert not module.buffered_path(torch.device("cpu"), torch.bfloat16, 0.0, backward=False)
+    assert module.buffered_path(torch.device("cpu"), torch.bfloat16, 0.4, backward=False)
+
+
+def test_readouts_and_losses_stay_fp32_under_bf16_autocast():
+    mods = ("spikes", "wheel", "choice")
+    model = tiny_model(modalities=mods)
+    batch = with_session(model, make_batch(modalities=mods))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch, encoding_masks(batch))
+    assert out.loss.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in out.predictions.values())
+    plain = model(batch, encoding_masks(batch))
+    assert torch.allclose(out.loss, plain.loss, rtol=0.05)
+
+
 def test_model_neural_from_older_run_folders_must_agree_with_the_specs():
     """Recipes dumped before the specs carried `model.neural: [spikes, lfp]`; it still loads."""
     assert tiny_model(modalities=("spikes", "wheel"), neural=("spikes", "lfp")).neural == ("spikes",)

@@ -41,7 +41,7 @@ class ScheduleSettings:
     end_factor: float = attrs.field(default=1e-4, validator=_within(0.0, 1.0, low_open=True))  # onecycle ends at start * end_factor (reference: final_div_factor 1e4)
 
 
-AMP_MODES = ("off", "bf16", "fp16")
+AMP_MODES = ("auto", "off", "bf16", "fp16")  # resolved per device by engine/precision.py
 
 
 @attrs.frozen
@@ -55,7 +55,7 @@ class TrainSettings:
     schedule: ScheduleSettings = ScheduleSettings()
     grad_clip: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)  # clip the gradient norm at this value (0: off; the reference never clipped)
     accumulate: int = attrs.field(default=1, validator=_within(1, 2**20))  # batches per optimiser step
-    amp: str = "off"  # off | bf16 (CPU or GPU) | fp16 (GPU)
+    amp: str = "auto"  # auto (bf16 where the device has it natively, else fp32) | off | bf16 | fp16 (GPU)
     compile: bool = False  # torch.compile the model
     validate_every: int = attrs.field(default=1, validator=_within(1, 10**7))  # epochs between validations
     # What picks the best checkpoint: val_loss (encoding + decoding loss on the validation split),
@@ -94,7 +94,7 @@ class TrainSettings:
         if self.lr_scaling not in ("none", "linear", "sqrt"):
             raise NedsError(f"train.lr_scaling: expected none, linear or sqrt, got {self.lr_scaling!r}")
         if self.amp == "fp16" and self.device == "cpu":
-            raise NedsError("train.amp: fp16 autocast is for GPUs; on CPU use amp: bf16")
+            raise NedsError("train.amp: fp16 autocast is for GPUs; on CPU use amp: bf16 (or auto)")
         if not self.select.startswith("val_"):
             raise NedsError(f"train.select: expected a validation score (val_loss, val_encoding_spikes_bps, ...), got {self.select!r}")
 
@@ -155,8 +155,13 @@ class EvalSettings:
     tensorboard: bool = True  # false: skip the tensorboard reporter
     threads: int = 0
     device: str = "auto"
+    amp: str = "auto"  # as train.amp: auto (bf16 where the device has it natively) | off | bf16 | fp16 (GPU)
 
     def check(self) -> None:
+        if self.amp not in AMP_MODES:
+            raise NedsError(f"eval.amp: expected one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise NedsError("eval.amp: fp16 autocast is for GPUs; on CPU use amp: bf16 (or auto)")
         bad = [t for t in self.tasks if t not in TASKS]
         if bad:
             raise NedsError(f"eval.tasks: unknown task '{bad[0]}'; choose from {', '.join(TASKS)}")

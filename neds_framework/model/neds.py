@@ -246,6 +246,12 @@ class Neds(nn.Module):
         tokens = {name: self._tokens(name, batch, masks[name]) for name in masks}
         hidden = self._encode(tokens, batch.session)
 
+        # Readouts and losses in fp32 even under autocast: bf16 log-rates would put about 1 % noise
+        # on every predicted rate, and sums over thousands of masked elements would lose digits.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._readout(tokens, hidden.float(), batch, masks)
+
+    def _readout(self, tokens: dict, hidden: torch.Tensor, batch: Batch, masks: Masks) -> ModelOutput:
         predictions, losses = {}, {}
         total = hidden.new_zeros(())
         scales = self.loss_scales[batch.session]

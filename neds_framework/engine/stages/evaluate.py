@@ -24,6 +24,7 @@ from neds_framework.engine.distributed import pick_device
 from neds_framework.engine.eval_tables import format_summary, print_skipped, summarise
 from neds_framework.engine.eval_tasks import TaskOptions
 from neds_framework.engine.evaluate import SessionResult, evaluate_session, model_predictor, recipe_metrics
+from neds_framework.engine.precision import autocast_factory, resolve_amp
 from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord, table_arrays
 from neds_framework.engine.settings import EvalSettings
@@ -78,8 +79,9 @@ def run_eval(context) -> Path | None:
             f"({', '.join(store.eids[:3])}...); finetune it on them first (stage finetune)"
         )
     specs = modality_specs(model_recipe.modalities, registries)
-    return evaluate_and_report(context, model_predictor(model), store, eids, specs, settings, device,
-                               {"evaluated_run": str(model_dir)})
+    amp, amp_reason = resolve_amp(settings.amp, device, "eval.amp")
+    return evaluate_and_report(context, model_predictor(model, autocast_factory(amp, device)), store, eids, specs,
+                               settings, device, {"evaluated_run": str(model_dir), "eval_amp": amp, "eval_amp_reason": amp_reason})
 
 
 def evaluate_and_report(context, predict, store, eids: list[str], specs: dict, settings: EvalSettings, device,

@@ -34,6 +34,7 @@ from neds_framework.data.store import SessionStore
 from neds_framework.engine import distributed
 from neds_framework.engine.calibrate import calibrate_sessions
 from neds_framework.engine.optim import build_optimizer, build_schedule
+from neds_framework.engine.precision import autocast_factory, resolve_amp
 from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import TrainSettings
@@ -86,6 +87,7 @@ class Trainer:
     batches: StoreBatches | None = None
     regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
     specs: dict = attrs.Factory(dict)  # modality -> ModalitySpec, the recipe's modalities
+    amp: str = "off"  # train.amp resolved for the device: off | bf16 | fp16
 
     # ------------------------------------------------------------------ construction
 
@@ -116,14 +118,19 @@ class Trainer:
             model.compile()  # in place: state_dict keys stay those of the plain model
         masker = registries.maskers.get(recipe.masker.name).factory(component_settings(recipe.masker, registries))
         optimizer, schedule, lr = _optimisation(model, settings, store, recipe.run.seed, world)
+        amp, amp_reason = resolve_amp(settings.amp, device)
         record = _new_record(context, store, model, features, n_bins, world, lr)
+        record.meta.update(amp=amp, amp_reason=amp_reason)
         # Each rank draws its own masks; rank 0's stream is the single-process one.
         generator = torch.Generator().manual_seed(recipe.run.seed + 1_000_003 * world.rank)
-        scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         trainer = cls(context, settings, store, model, masker, optimizer, schedule, device, record, generator, scaler)
         trainer.best = float("inf") if settings.minimise else float("-inf")
         trainer.world = world
         trainer.specs = specs
+        trainer.amp = amp
+        if settings.progress and world.main:
+            print(amp_reason, file=sys.stderr, flush=True)
         if world.distributed:
             trainer.forward = _distributed(model, device)
         return trainer
@@ -173,10 +180,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _autocast(self):
-        if self.settings.amp == "off":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.settings.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast_factory(self.amp, self.device)()
 
     def _batches(self, split: str, epoch: int, shuffle: bool):
         if self.batches is None:  # one reader for the run, so its session cache lasts across epochs

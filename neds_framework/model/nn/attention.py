@@ -4,7 +4,7 @@ No attention mask: every token sees every other, as in the reference. Attention 
 fused kernel do not mix on CPU: with dropout > 0, `scaled_dot_product_attention` falls back to an
 unfused path that draws a Bernoulli mask over every (head, query, key) and allocates its (L, L)
 tensors anew each step, most of the reference's step time (neds-facts.md §11). So on CPU, with
-attention dropout, or in bf16 (where the CPU's fused kernel is slower than two bf16 matmuls), this
+attention dropout, or in bf16 training (where the CPU's fused backward is slower than bf16 matmuls), this
 module runs `attention_dropout.attention_with_dropout`, which keeps its (L, L) buffers per layer;
 elsewhere (fp32 without attention dropout, GPUs, whose fused kernels take dropout) it calls the
 fused function. Measured in benchmarks/results/train_step.md.
@@ -20,9 +20,13 @@ from neds_framework.model.nn.attention_dropout import AttentionBuffers, attentio
 from neds_framework.model.nn.rotary import apply_rotary
 
 
-def buffered_path(device: torch.device, dtype: torch.dtype, p: float) -> bool:
-    """Whether the buffered CPU attention is the faster one here (see the module doc)."""
-    return device.type == "cpu" and (p > 0.0 or dtype == torch.bfloat16)
+def buffered_path(device: torch.device, dtype: torch.dtype, p: float, backward: bool = True) -> bool:
+    """Whether the buffered CPU attention is the faster one here (see the module doc).
+
+    Forward only (inference, evaluation), the fused kernel wins in bf16 too: 3.0 against 7.1 ms
+    per trial and layer at 500 tokens (batch 16 and 64, 2 threads); its backward is what is slow.
+    """
+    return device.type == "cpu" and (p > 0.0 or (dtype == torch.bfloat16 and backward))
 
 
 class SelfAttention(nn.Module):
@@ -43,7 +47,7 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         p = self.dropout if self.training else 0.0
-        if buffered_path(x.device, v.dtype, p):
+        if buffered_path(x.device, v.dtype, p, backward=torch.is_grad_enabled() and v.requires_grad):
             y = attention_with_dropout(q, k, v, p, self.buffers_)
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
