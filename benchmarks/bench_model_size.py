@@ -5,10 +5,9 @@ sizes: 5, 16 and 22 layers at hidden 256, 8 heads, FFN 512), on the training-ste
 (16 trials, 300 neurons, 100 bins, five modalities, expanded static tokens, attention dropout 0):
 
     train  one step: NEDS multi-task masks, forward, loss, backward, AdamW (median of `steps`)
-    eval   one forward under torch.inference_mode() on the same batch and masks (the reference:
-           about 50 trials/s at the single-session size, neds-facts.md §11)
+    eval   one forward under torch.inference_mode() on the same batch and masks
 
-plus the FLOPs per trial (FlopCounterMode), utilisation against the fp32 matmul ceiling, the
+plus the FLOPs per trial (FlopCounterMode), utilisation against the matmul ceiling of the precision used, the
 parameter count, and the process's peak RSS after the size ran (sizes run smallest first, so it
 is that size's peak).
 
@@ -30,6 +29,7 @@ from ._results import machine, write_results
 from .bench_train_step import (
     CPU_ATTENTION_FLOPS, make_batch, make_model, matmul_ceiling, timed_steps, train_step)
 
+from neds_framework.engine.precision import autocast_factory, resolve_amp
 from neds_framework.model.batch import session_features
 from neds_masking.multitask import NedsMultitaskMasker
 
@@ -52,13 +52,15 @@ def measure(size: dict, args) -> dict:
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
     masker = NedsMultitaskMasker()
     generator = torch.Generator().manual_seed(0)
+    autocast = autocast_factory(args.amp_mode, torch.device("cpu"))  # train.amp / eval.amp auto, as the stages
     model.train()
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        train_step(model, optimiser, masker, batch, generator)
-    train_times = timed_steps(lambda: train_step(model, optimiser, masker, batch, generator), args.warmup, args.steps)
+        train_step(model, optimiser, masker, batch, generator, autocast)
+    train_times = timed_steps(lambda: train_step(model, optimiser, masker, batch, generator, autocast),
+                              args.warmup, args.steps)
     model.eval()
     masks = masker(batch, generator)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         eval_times = timed_steps(lambda: model(batch, masks), args.warmup, args.steps)
     gflop_per_trial = counter.get_total_flops() / args.batch / 1e9
     train_s = median(train_times)
@@ -84,8 +86,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.steps, args.warmup = (2, 1) if args.quick else (5, 2)
     torch.set_num_threads(args.threads)
+    args.amp_mode, args.amp_reason = resolve_amp("auto", torch.device("cpu"))
     sizes = dict(list(SIZES.items())[:2]) if args.quick else SIZES
-    ceiling = max(matmul_ceiling(args.quick).values())
+    dtype = torch.bfloat16 if args.amp_mode == "bf16" else torch.float32
+    ceiling = max(matmul_ceiling(args.quick, dtype).values())  # the ceiling of the precision the matmuls run in
     rows = []
     for name, size in sizes.items():
         row = {"size": name, **measure(size, args)}
@@ -96,14 +100,14 @@ def main(argv=None) -> int:
               f"RSS {row['peak_rss_mb']:.0f} MiB", flush=True)
     report = {"benchmark": "model_size", "quick": args.quick, "machine": machine(), "threads": args.threads,
               "batch": args.batch, "neurons": args.neurons, "bins": args.bins, "steps": args.steps,
-              "ceiling_gflop_per_s": ceiling, "rows": rows}
+              "ceiling_gflop_per_s": ceiling, "amp": args.amp_mode, "amp_reason": args.amp_reason, "rows": rows}
     lines = [
         "# Throughput vs model size (CPU)",
         "",
         f"{report['machine']['cpu']}, {args.threads} threads, torch {report['machine']['torch']}. Batch {args.batch}, "
         f"{args.neurons} neurons, {args.bins} bins, five modalities, expanded static tokens, attention dropout 0. Train: "
         f"median of {args.steps} full steps (masks, forward, backward, AdamW); eval: one forward in inference mode. "
-        f"Utilisation against the fp32 matmul ceiling, {ceiling:.0f} GFLOP/s. Peak RSS: the process's, after the size ran.",
+        f"Precision: the defaults' ({args.amp_reason}). Utilisation against the {'bf16' if args.amp_mode == 'bf16' else 'fp32'} matmul ceiling, {ceiling:.0f} GFLOP/s. Peak RSS: the process's, after the size ran.",
         "",
         "| size | layers | hidden | parameters (M) | train trials/s | eval trials/s | GFLOP/trial | utilisation | peak RSS (MiB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -112,8 +116,8 @@ def main(argv=None) -> int:
         lines.append(f"| {r['size']} | {r['layers']} | {r['hidden']} | {r['parameters_m']:.2f} | "
                      f"{r['train_trials_per_s']:.1f} | {r['eval_trials_per_s']:.1f} | {r['gflop_per_trial']:.2f} | "
                      f"{r['utilisation']:.0%} | {r['peak_rss_mb']:.0f} |")
-    lines += ["", "Reference (neds-facts.md §11), single size, 2 threads: 3.15 trials/s training (attention dropout 0.4), "
-              "about 50 trials/s eval forward, peak memory 2.0-2.4 GB without its loss-accumulation leak (6.8-7.5 GB with it).", ""]
+    lines += ["", "The comparison with the reference's own code, run beside this project's at the single size on the same "
+              "machine, is in train_step.md (bench_train_step --reference PATH).", ""]
     text = "\n".join(lines)
     print(text)
     print(f"wrote {write_results('model_size', report, text, args.quick)}.json and .md")
