@@ -23,8 +23,9 @@ from neds_framework.model.nn.rotary import apply_rotary
 def buffered_path(device: torch.device, dtype: torch.dtype, p: float, backward: bool = True) -> bool:
     """Whether the buffered CPU attention is the faster one here (see the module doc).
 
-    Forward only (inference, evaluation), the fused kernel wins in bf16 too: 3.0 against 7.1 ms
-    per trial and layer at 500 tokens (batch 16 and 64, 2 threads); its backward is what is slow.
+    Forward only (inference, evaluation), the fused kernel wins in bf16 too: 3.0 against 3.5 ms
+    per trial and layer at 500 tokens (batch 16, 2 threads, profiled in the model); its backward
+    is what is slow.
     """
     return device.type == "cpu" and (p > 0.0 or (dtype == torch.bfloat16 and backward))
 
