@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e '.[test,tune]'
+	# BrainWideBench's scorer pins torch 2.10 and numpy 2.2.6 exactly; its code runs on this set, so no deps.
+	$(BIN)/python -m pip install --quiet --no-deps ibl-bwb-eval==0.1.0
 	touch $(STAMP)
 
 quickstart: $(STAMP)

@@ -112,14 +112,14 @@ TRAIN_ONLY = ("all", "new")
 class FinetuneSettings(TrainSettings):
     """The train stage's settings, plus where the pretrained model comes from (section ``finetune:``)."""
 
-    pretrained: str = ""  # run folder of the pretrained run (holding run.h5 and recipe.yaml)
+    pretrained: str = ""  # run folder of the pretrained run (holding run.h5 and recipe.yaml), or a .safetensors weights file
     checkpoint: str = "best"  # best | last
     train_only: str = "all"  # all | new (only the layers of sessions the pretrained model lacks)
 
     def check(self) -> None:
         super().check()
         if not self.pretrained:
-            raise NedsError("finetune.pretrained: missing; give the run folder of the pretrained model, e.g. runs/mm_single")
+            raise NedsError("finetune.pretrained: missing; give the run folder of the pretrained model, e.g. runs/mm_single, or a .safetensors weights file")
         if self.train_only not in TRAIN_ONLY:
             raise NedsError(f"finetune.train_only: expected all or new, got {self.train_only!r}")
 
@@ -134,7 +134,7 @@ class EvalSettings:
 
     split: str = "test"
     checkpoint: str = "best"  # best | last (best falls back to last when the run never validated)
-    run: str = ""  # evaluate the model of this run folder instead of this run's own
+    run: str = ""  # evaluate the model of this run folder (or .safetensors weights file) instead of this run's own
     # encoding, decoding, variables (one decoding task per behaviour); and the evaluations that
     # match the masking schemes: co_smoothing (held-out neurons), forward (last bins),
     # inter_region (each region from the others), intra_region (part of a region from the rest).
@@ -148,7 +148,7 @@ class EvalSettings:
     batch_size: int = attrs.field(default=64, validator=_within(1, 2**20))
     save_predictions: bool = True
     # What the evaluation writes beside run.h5, in order: registered reporters (neds_register_reporters).
-    reporters: tuple[str, ...] = ("figures", "tensorboard")
+    reporters: tuple[str, ...] = ("figures", "tensorboard", "card")  # card: MODEL_CARD.md + bwb_metadata.json (neds_export)
     figures: bool = True  # false: skip the figures reporter
     figure_sessions: int = attrs.field(default=2, validator=_within(0, 10**6))  # sessions that get per-session figures (the first ones)
     top_neurons: int = attrs.field(default=6, validator=_within(1, 10**6))  # neurons shown in the PSTH figure

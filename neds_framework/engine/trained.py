@@ -7,8 +7,10 @@ the exact model is rebuilt and the checkpoint's weights loaded. Nothing is unpic
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import attrs
 import torch
 
 from neds_framework.engine.record import RunRecord
@@ -41,19 +43,57 @@ def pick_checkpoint(record: RunRecord, name: str) -> str:
     return name
 
 
-def load_trained_model(recipe: Recipe, registries, record: RunRecord, checkpoint: str = "best") -> torch.nn.Module:
-    """The recipe's model with the run's sessions and the checkpoint's weights, in eval mode."""
-    sessions, n_bins = model_sessions(record)
+def build_trained(recipe: Recipe, registries, sessions: dict, n_bins: int, state: dict, where: str) -> torch.nn.Module:
+    """The recipe's model for these sessions with ``state`` loaded, in eval mode."""
     model = build_model(recipe, registries, sessions, n_bins)
-    name = pick_checkpoint(record, checkpoint)
-    state = record.checkpoint(name)["model"]
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise NedsError(
-            f"{record.path}: checkpoint '{name}' does not fit the recipe's model ({detail}); "
-            f"use the model and modalities the run was trained with"
+            f"{where} does not fit the recipe's model ({detail}); use the model and modalities the run was trained with"
         ) from None
     return model.eval()
+
+
+def load_trained_model(recipe: Recipe, registries, record: RunRecord, checkpoint: str = "best") -> torch.nn.Module:
+    """The recipe's model with the run's sessions and the checkpoint's weights, in eval mode."""
+    sessions, n_bins = model_sessions(record)
+    name = pick_checkpoint(record, checkpoint)
+    state = record.checkpoint(name)["model"]
+    return build_trained(recipe, registries, sessions, n_bins, state, f"{record.path}: checkpoint '{name}'")
+
+
+@attrs.frozen
+class Trained:
+    """A trained model's parts, from a run folder or a portable weights file."""
+
+    recipe: Recipe  # the recipe it was trained with
+    sessions: dict
+    n_bins: int
+    state: dict
+    where: str  # for messages: the file (and checkpoint) it came from
+
+    def model(self, registries, recipe: Recipe | None = None) -> torch.nn.Module:
+        """The model, built from ``recipe`` (default: the one it was trained with)."""
+        return build_trained(recipe or self.recipe, registries, self.sessions, self.n_bins, self.state, self.where)
+
+
+def open_trained(source: str | Path, registries, checkpoint: str = "best") -> Trained:
+    """A run folder (run.h5 + recipe.yaml; ``checkpoint`` picks best or last) or a
+    ``.safetensors`` file written by ``neds-run export RUN --weights``."""
+    from neds_framework.engine.weights import is_weights_file, read_weights
+
+    if is_weights_file(source):
+        weights = read_weights(source)
+        with tempfile.TemporaryDirectory() as folder:  # the recipe loads (and is checked) as any recipe file
+            path = Path(folder) / "recipe.yaml"
+            path.write_text(weights.recipe_text)
+            recipe = load_recipe(path, registries=registries)
+        return Trained(recipe, weights.sessions, weights.n_bins, weights.state, str(source))
+    record = RunRecord.load(source)
+    sessions, n_bins = model_sessions(record)
+    name = pick_checkpoint(record, checkpoint)
+    return Trained(run_recipe_of(source, registries), sessions, n_bins, record.checkpoint(name)["model"],
+                   f"{record.path}: checkpoint '{name}'")

@@ -29,7 +29,7 @@ from neds_framework.engine.stages.prepare import store_path
 from neds_framework.engine.record import RunRecord, table_arrays
 from neds_framework.engine.settings import EvalSettings
 from neds_framework.engine.reporting import EvalReport, run_reporters
-from neds_framework.engine.trained import load_trained_model, run_recipe_of
+from neds_framework.engine.trained import open_trained
 from neds_framework.errors import NedsError
 from neds_framework.modality import modality_specs
 from neds_framework.recipe import Recipe, dump_recipe
@@ -61,10 +61,10 @@ def run_eval(context) -> Path | None:
     if settings.threads:
         torch.set_num_threads(settings.threads)
 
-    model_dir = Path(settings.run) if settings.run else Path(context.run_dir)
-    model_recipe = run_recipe_of(model_dir, registries) if settings.run else recipe
-    model_record = RunRecord.load(model_dir)
-    model = load_trained_model(model_recipe, registries, model_record, settings.checkpoint)
+    model_dir = Path(settings.run) if settings.run else Path(context.run_dir)  # a run folder or a .safetensors file
+    trained = open_trained(model_dir, registries, settings.checkpoint)
+    model_recipe = trained.recipe if settings.run else recipe
+    model = trained.model(registries, model_recipe)
     device = pick_device(settings.device, "eval.device")
     model.to(device)
 

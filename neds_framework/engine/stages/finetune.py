@@ -1,6 +1,7 @@
 """The `finetune` stage: a pretrained run's model, grown to the store's new sessions, trained on.
 
-The model is rebuilt from the pretrained run's record (its sessions and a checkpoint) with this
+The model is rebuilt from the pretrained run's record (its sessions and a checkpoint), or from a
+portable weights file (`neds-run export RUN --weights FILE.safetensors`), with this
 recipe's model and modalities, which must be the ones it was trained with. Every store session
 the model lacks gets fresh per-session layers and a session embedding (`add_session`, which
 leaves the existing sessions' outputs unchanged). ``train_only: new`` freezes everything else,
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from neds_framework.engine.record import RunRecord
 from neds_framework.engine.settings import FinetuneSettings
 from neds_framework.errors import NedsError
 
@@ -29,15 +29,15 @@ def grow_pretrained(context, settings: FinetuneSettings) -> torch.nn.Module:
     from neds_framework.engine.stages.prepare import store_path
     from neds_framework.engine.calibrate import calibrate_sessions
     from neds_framework.engine.stages.train import session_features
-    from neds_framework.engine.trained import load_trained_model, model_sessions
+    from neds_framework.engine.trained import open_trained
     from neds_framework.modality import modality_specs
 
     recipe = context.recipe
     pretrained = Path(settings.pretrained)
-    record = RunRecord.load(pretrained)
+    trained = open_trained(pretrained, context.plugins.registries, settings.checkpoint)  # a run folder or .safetensors
     torch.manual_seed(recipe.run.seed)
-    model = load_trained_model(recipe, context.plugins.registries, record, settings.checkpoint)
-    carried, _ = model_sessions(record)
+    model = trained.model(context.plugins.registries, recipe)
+    carried = trained.sessions
     store = SessionStore(store_path(recipe))
     features = session_features(store, list(recipe.modalities))
     new = [eid for eid in store.eids if eid not in carried]

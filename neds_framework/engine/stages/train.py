@@ -302,6 +302,8 @@ class Trainer:
 
     def run(self) -> None:
         s = self.settings
+        # Wall time of training (validation included), summed over resumes: the model card's compute.
+        started, before = time.perf_counter(), float(self.record.meta_value("train_seconds", 0.0))
         while self.epoch < s.epochs and not (s.max_steps and self.step >= s.max_steps):
             row = {"epoch": self.epoch, **self.train_epoch()}
             row["step"] = self.step
@@ -318,6 +320,7 @@ class Trainer:
                 if key != "epoch":
                     self.writer.add_scalar(f"epoch/{key}", value, self.epoch)
             self.record.put_checkpoint("last", self.state())
+            self.record.meta["train_seconds"] = round(before + time.perf_counter() - started, 3)
             if self.world.main:  # only rank 0 writes
                 self.record.save()
                 self.writer.flush()
