@@ -97,3 +97,19 @@ def open_trained(source: str | Path, registries, checkpoint: str = "best") -> Tr
     name = pick_checkpoint(record, checkpoint)
     return Trained(run_recipe_of(source, registries), sessions, n_bins, record.checkpoint(name)["model"],
                    f"{record.path}: checkpoint '{name}'")
+
+
+def export_run_weights(run: str | Path, path: str | Path, checkpoint: str = "best") -> Path:
+    """A run folder's checkpoint as a weights file, its resolved recipe and sessions in the header."""
+    from neds_framework import __version__
+    from neds_framework.engine.weights import write_weights
+
+    record = RunRecord.load(run)
+    sessions, n_bins = model_sessions(record)
+    name = pick_checkpoint(record, checkpoint)
+    recipe_file = Path(run) / "recipe.yaml"
+    if not recipe_file.exists():
+        raise NedsError(f"{run}: no recipe.yaml in this run folder; is it a run made by neds-run?")
+    provenance = {"checkpoint": name, "source_run": str(run), "framework_version": __version__,
+                  "torch_version": torch.__version__, "seed": str(record.meta_value("seed", ""))}
+    return write_weights(path, record.checkpoint(name)["model"], recipe_file.read_text(), sessions, n_bins, provenance)

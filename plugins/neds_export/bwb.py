@@ -39,7 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neds_framework.api import NedsError
+from neds_framework.api import (EvalSettings, NedsError, SessionStore, TaskOptions, atomic_path, autocast_factory,
+                                collect_predictions, framework_version, modality_specs, open_trained, resolve_amp,
+                                store_path)
 
 TS1_TASKS = {"choice": "ts1-choice", "wheel": "ts1-wheel_speed", "whisker": "ts1-whisker_motion_energy"}
 TS2_TASKS = {"co_smoothing": "ts2-co_smoothing", "forward": "ts2-forecasting"}
@@ -66,8 +68,6 @@ def raw_predictor(model, autocast=None):
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     from safetensors.torch import save_file
-
-    from neds_framework.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
@@ -130,16 +130,6 @@ def session_files(store, eid: str, specs: dict, predicted: dict, trials: np.ndar
 def export_bwb(runs: list[Path], out: Path, label: str, registries, truth: Path | None = None,
                batch_size: int = 64, device: str = "cpu") -> list[Path]:
     """Write every run's (one seed each) test-split predictions; the paths written."""
-    from neds_framework import __version__
-    from neds_framework.data.store import SessionStore
-    from neds_framework.engine.eval_tasks import TaskOptions
-    from neds_framework.engine.evaluate import collect_predictions
-    from neds_framework.engine.precision import autocast_factory, resolve_amp
-    from neds_framework.engine.settings import EvalSettings
-    from neds_framework.engine.stages.prepare import store_path
-    from neds_framework.engine.trained import open_trained
-    from neds_framework.modality import modality_specs
-
     seeds: dict[int, Path] = {}
     written: list[Path] = []
     for run in runs:
@@ -166,10 +156,10 @@ def export_bwb(runs: list[Path], out: Path, label: str, registries, truth: Path 
                                                     batch_size, device, options)
             for task_id, files in session_files(store, eid, specs, predicted, trials).items():
                 meta = {"label": label, "task": task_id, "recording_id": eid, "seed": str(seed),
-                        "writer": f"neds-framework {__version__}", "run": str(run), **files["meta"]}
+                        "writer": f"neds-framework {framework_version}", "run": str(run), **files["meta"]}
                 written.append(_save(out / label / task_id / eid / f"seed_{seed}.safetensors", files["pred"], meta))
                 if truth is not None:
                     written.append(_save(truth / task_id / eid / "ground_truth.safetensors", files["truth"],
-                                         {"task": task_id, "recording_id": eid, "writer": f"neds-framework {__version__}"}))
+                                         {"task": task_id, "recording_id": eid, "writer": f"neds-framework {framework_version}"}))
         store.close()
     return written

@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neds_framework.atomic import atomic_write_text
-from neds_framework.engine.eval_tables import summarise
-from neds_framework.engine.record import read_table
+from neds_framework.api import SessionStore, atomic_write_text, get_plugins, modality_specs, read_table, store_path, summarise
 
 CARD_NAME = "MODEL_CARD.md"
 BWB_NAME = "bwb_metadata.json"
@@ -49,8 +47,6 @@ def parameter_counts(record) -> tuple[int | None, int | None]:
 
 def card_facts(run_dir: Path, record, recipe, registries, store=None) -> dict:
     """Everything the card says, as plain data."""
-    from neds_framework.modality import modality_specs
-
     specs = modality_specs(recipe.modalities, registries)
     data = recipe.section("data") if hasattr(recipe, "section") else None
     source = getattr(getattr(data, "source", None), "name", "?")
@@ -222,9 +218,6 @@ class CardReporter:
         self.settings = settings
 
     def __call__(self, report) -> None:
-        from neds_framework.data.store import SessionStore
-        from neds_framework.engine.stages.prepare import store_path
-
         path = store_path(report.recipe)
         store = SessionStore(path) if path.exists() else None
         try:
@@ -235,6 +228,4 @@ class CardReporter:
 
 
 def _registries():
-    from neds_framework.plugins import get_plugins
-
     return get_plugins().registries

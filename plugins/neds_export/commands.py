@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neds_framework.api import NedsError
+from neds_framework.api import NedsError, RunRecord, SessionStore, export_run_weights, get_plugins, run_recipe_of, store_path
 
 
 def _registries():
-    from neds_framework.plugins import get_plugins
-
     return get_plugins().registries
 
 
@@ -43,9 +41,7 @@ class ExportCommand:
         if args.weights:
             if len(runs) != 1:
                 raise NedsError("export --weights: give one run")
-            from neds_export.weights import export_weights
-
-            path = export_weights(runs[0], args.weights, args.checkpoint)
+            path = export_run_weights(runs[0], args.weights, args.checkpoint)
             print(f"wrote {path}")
         if args.bwb:
             from neds_export.bwb import export_bwb
@@ -67,10 +63,6 @@ class CardCommand:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from neds_export.card import write_card
-        from neds_framework.data.store import SessionStore
-        from neds_framework.engine.record import RunRecord
-        from neds_framework.engine.stages.prepare import store_path
-        from neds_framework.engine.trained import run_recipe_of
 
         run = _run_folder(args.run)
         registries = _registries()
