@@ -24,6 +24,8 @@ def test_quickstart_runs_end_to_end_and_prints_the_metrics_table(tmp_path):
     run = tmp_path / "runs" / "quickstart"
     assert (run / "run.h5").exists() and (run / "figures" / "training_curves.png").exists()
     assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    card = (run / "MODEL_CARD.md").read_text()  # the model card every evaluation writes
+    assert "# Model card: quickstart" in card and "| encoding | spikes | bps |" in card and (run / "bwb_metadata.json").exists()
     score = {tuple(line.split()[:3]): float(line.split()[3]) for line in out.splitlines() if len(line.split()) >= 4
              and re.match(r"^-?[0-9.]+$", line.split()[3])}
     # What the README promises a newcomer: past the mean-rate plateau, and the wheel decoded.

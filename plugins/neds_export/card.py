@@ -48,8 +48,8 @@ def parameter_counts(record) -> tuple[int | None, int | None]:
 def card_facts(run_dir: Path, record, recipe, registries, store=None) -> dict:
     """Everything the card says, as plain data."""
     specs = modality_specs(recipe.modalities, registries)
-    data = recipe.section("data") if hasattr(recipe, "section") else None
-    source = getattr(getattr(data, "source", None), "name", "?")
+    data = recipe.data
+    source = getattr(getattr(data, "source", None), "name", None) or "unknown"
     sessions = record.meta_value("model_sessions") or {}
     rows = read_table(record, "test")
     summary = summarise(rows)
