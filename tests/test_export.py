@@ -108,6 +108,11 @@ def test_weights_round_trip_gives_identical_predictions(runs):
                          "batch_size: 16, threads: 1, progress: false}\n")
     done = neds(recipe, cwd=folder)
     assert "2 pretrained session(s)" in done.stdout
+    # Its card says it is pretrained (BWB: TSS, the whole model finetuned).
+    neds("card", folder / "runs" / "ft", cwd=folder)
+    meta = json.loads((folder / "runs" / "ft" / "bwb_metadata.json").read_text())
+    assert meta["model"]["is_pretrained"] is True and str(weights) in meta["model"]["pretraining_data"]
+    assert "(not evaluated yet" in (folder / "runs" / "ft" / "MODEL_CARD.md").read_text()
 
 
 def test_weights_errors_are_one_line(runs, tmp_path):
