@@ -57,14 +57,6 @@ def build_trained(recipe: Recipe, registries, sessions: dict, n_bins: int, state
     return model.eval()
 
 
-def load_trained_model(recipe: Recipe, registries, record: RunRecord, checkpoint: str = "best") -> torch.nn.Module:
-    """The recipe's model with the run's sessions and the checkpoint's weights, in eval mode."""
-    sessions, n_bins = model_sessions(record)
-    name = pick_checkpoint(record, checkpoint)
-    state = record.checkpoint(name)["model"]
-    return build_trained(recipe, registries, sessions, n_bins, state, f"{record.path}: checkpoint '{name}'")
-
-
 @attrs.frozen
 class Trained:
     """A trained model's parts, from a run folder or a portable weights file."""

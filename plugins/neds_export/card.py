@@ -202,8 +202,15 @@ def card_markdown(facts: dict, bwb: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_card(run_dir: Path, record, recipe, registries, store=None) -> list[Path]:
-    facts = card_facts(run_dir, record, recipe, registries, store)
+def write_card(run_dir: Path, record, recipe, registries) -> list[Path]:
+    """Write the card and the metadata beside run.h5 (per-session sizes from the recipe's store, when it is here)."""
+    path = store_path(recipe)
+    store = SessionStore(path) if path.exists() else None
+    try:
+        facts = card_facts(run_dir, record, recipe, registries, store)
+    finally:
+        if store is not None:
+            store.close()
     bwb = bwb_metadata(facts)
     card, meta = Path(run_dir) / CARD_NAME, Path(run_dir) / BWB_NAME
     atomic_write_text(card, card_markdown(facts, bwb))
@@ -218,13 +225,7 @@ class CardReporter:
         self.settings = settings
 
     def __call__(self, report) -> None:
-        path = store_path(report.recipe)
-        store = SessionStore(path) if path.exists() else None
-        try:
-            report.written.extend(write_card(report.run_dir, report.record, report.recipe, _registries(), store))
-        finally:
-            if store is not None:
-                store.close()
+        report.written.extend(write_card(report.run_dir, report.record, report.recipe, _registries()))
 
 
 def _registries():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neds_framework.api import NedsError, RunRecord, SessionStore, export_run_weights, get_plugins, run_recipe_of, store_path
+from neds_framework.api import NedsError, RunRecord, export_run_weights, get_plugins, run_recipe_of
 
 
 def _registries():
@@ -67,13 +67,6 @@ class CardCommand:
         run = _run_folder(args.run)
         registries = _registries()
         recipe = run_recipe_of(run, registries)
-        record = RunRecord.load(run)
-        path = store_path(recipe)
-        store = SessionStore(path) if path.exists() else None
-        try:
-            for written in write_card(run, record, recipe, registries, store):
-                print(f"wrote {written}")
-        finally:
-            if store is not None:
-                store.close()
+        for written in write_card(run, RunRecord.load(run), recipe, registries):
+            print(f"wrote {written}")
         return 0

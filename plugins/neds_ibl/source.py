@@ -142,20 +142,30 @@ class IblSource:
 
     def eids(self) -> list[str]:
         s = self.settings
+        eids = self._listed_eids()
+        if eids is None:
+            eids = self._all_eids()
+        return eids[: s.max_sessions] if s.max_sessions else eids
+
+    def _listed_eids(self) -> list[str] | None:
+        """The sessions the recipe lists (data.source.eids or eids_file); None when it lists none."""
+        s = self.settings
         if s.eids_file:
             path = Path(s.eids_file)
             if not path.exists():
                 raise NedsError(f"data.source.eids_file: '{path}' not found")
-            eids = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        elif s.eids:
-            eids = list(s.eids)
-        else:
-            if s.one.mode != "local":
-                raise NedsError("data.source.eids: list the sessions to prepare (all-sessions is for local caches only)")
-            eids = sorted(str(e) for e in self.one.search())
-            if not eids:
-                raise NedsError(f"data.source.one.cache_dir: no sessions in the ONE cache at '{s.one.cache_dir}'")
-        return eids[: s.max_sessions] if s.max_sessions else eids
+            return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        return list(s.eids) if s.eids else None
+
+    def _all_eids(self) -> list[str]:
+        """Every session of the local ONE cache (what is prepared when the recipe lists none)."""
+        s = self.settings
+        if s.one.mode != "local":
+            raise NedsError("data.source.eids: list the sessions to prepare (all-sessions is for local caches only)")
+        eids = sorted(str(e) for e in self.one.search())
+        if not eids:
+            raise NedsError(f"data.source.one.cache_dir: no sessions in the ONE cache at '{s.one.cache_dir}'")
+        return eids
 
     def settings_for_hash(self) -> dict:
         """Everything that changes the prepared arrays (not where the data came from)."""

@@ -199,26 +199,19 @@ class NwbSource(IblSource):
             self._files = files
         return self._files
 
-    def eids(self) -> list[str]:
+    def _all_eids(self) -> list[str]:
+        """Every session with an NWB file in the folder (the ibl source's `eids` does the rest)."""
         s = self.settings
-        if s.eids_file:
-            path = Path(s.eids_file)
-            if not path.exists():
-                raise NedsError(f"data.source.eids_file: '{path}' not found")
-            eids = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        elif s.eids:
-            eids = list(s.eids)
-        else:
-            eids = sorted(self._sessions())
-            if not eids:
-                where = "does not exist" if not s.folder.is_dir() else "holds no NWB files (*.nwb)"
-                raise NedsError(
-                    f"data.source.dandi.folder: '{s.folder}' {where}; put the sessions' .nwb files there, download them "
-                    "(data.source.dandi: {mode: remote, assets: [...]}), or convert ALF sessions with "
-                    f"`neds-run nwb --one-cache DIR --out {s.folder}` (the quickstart on NWB: "
-                    "--overlay recipes/overlays/nwb_quickstart.yaml)"
-                )
-        return eids[: s.max_sessions] if s.max_sessions else eids
+        eids = sorted(self._sessions())
+        if not eids:
+            where = "does not exist" if not s.folder.is_dir() else "holds no NWB files (*.nwb)"
+            raise NedsError(
+                f"data.source.dandi.folder: '{s.folder}' {where}; put the sessions' .nwb files there, download them "
+                "(data.source.dandi: {mode: remote, assets: [...]}), or convert ALF sessions with "
+                f"`neds-run nwb --one-cache DIR --out {s.folder}` (the quickstart on NWB: "
+                "--overlay recipes/overlays/nwb_quickstart.yaml)"
+            )
+        return eids
 
     def settings_for_hash(self) -> dict:
         """The ibl source's dict for the same preprocessing settings, with source 'nwb' (so the
@@ -317,7 +310,8 @@ class NwbSource(IblSource):
                 if unknown:
                     raise NedsRunError(f"{path}: trials.mouse_wheel_choice holds {unknown[:5]}, not one of "
                                        f"{sorted(c for c in CHOICE_CODES if c)}; this file's conversion is not supported")
-                out[field] = np.array([CHOICE_CODES[w] for w in words], dtype=np.float64)
+                levels, codes = np.unique(words, return_inverse=True)  # vectorised over trials
+                out[field] = np.array([CHOICE_CODES[w] for w in levels], dtype=np.float64)[codes.reshape(-1)]
             elif field == "feedbackType" and "is_mouse_rewarded" in columns:
                 rewarded = np.asarray(column("is_mouse_rewarded")).astype(bool)
                 out[field] = np.where(rewarded, 1.0, -1.0)
