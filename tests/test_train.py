@@ -77,16 +77,19 @@ def test_train_writes_a_run_record(tmp_path):
 
 
 def _weights(run_dir: Path) -> dict:
-    return RunRecord.load(run_dir).checkpoint("last")["model"]
+    state = RunRecord.load(run_dir).checkpoint("last")
+    return {**state["model"], **{f"train_model.{k}": v for k, v in state.get("train_model", {}).items()}}
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("ema", ["0", "0.9"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, ema):
     recipe = tiny_recipe(tmp_path, epochs=3)
-    whole = subprocess.run([NEDS_RUN, str(recipe), "--set", "run.name=whole"], capture_output=True, text=True)
+    sets = ["--set", f"train.ema={ema}"]
+    whole = subprocess.run([NEDS_RUN, str(recipe), "--set", "run.name=whole", *sets], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
 
     killed = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen([NEDS_RUN, str(recipe), "--set", "run.name=killed"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([NEDS_RUN, str(recipe), "--set", "run.name=killed", *sets], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (killed / "run.h5").exists():  # the first epoch's checkpoint has landed
         assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
@@ -95,10 +98,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     proc.wait()
     assert RunRecord.load(killed).checkpoint("last")["epoch"] < 3
 
-    resumed = subprocess.run([NEDS_RUN, str(recipe), "--resume", str(killed)], capture_output=True, text=True)
+    resumed = subprocess.run([NEDS_RUN, str(recipe), "--resume", str(killed), *sets], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     a, b = _weights(tmp_path / "runs" / "whole"), _weights(killed)
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() and any(k.startswith("train_model.") for k in a) == (ema != "0")
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert len(RunRecord.load(killed).history["epoch"]["train_loss"]) == 3

@@ -55,6 +55,9 @@ class TrainSettings:
     schedule: ScheduleSettings = ScheduleSettings()
     grad_clip: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)  # clip the gradient norm at this value (0: off; the reference never clipped)
     accumulate: int = attrs.field(default=1, validator=_within(1, 2**20))  # batches per optimiser step
+    # Validate, select and save an exponential moving average of the weights, with this decay per
+    # optimiser step (0: off, the weights themselves); engine/averaging.py.
+    ema: float = attrs.field(default=0.0, validator=[_v.ge(0.0), _v.lt(1.0)])
     amp: str = "auto"  # auto (bf16 where the device has it natively, else fp32) | off | bf16 | fp16 (GPU)
     compile: bool = False  # torch.compile the model
     validate_every: int = attrs.field(default=1, validator=_within(1, 10**7))  # epochs between validations

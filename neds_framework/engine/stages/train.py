@@ -32,6 +32,7 @@ from neds_framework import __version__
 from neds_framework.data.batches import StoreBatches, batch_loader, plan_epoch, region_codes, shard
 from neds_framework.data.store import SessionStore
 from neds_framework.engine import distributed
+from neds_framework.engine.averaging import WeightAverage
 from neds_framework.engine.calibrate import calibrate_sessions
 from neds_framework.engine.optim import build_optimizer, build_schedule
 from neds_framework.engine.precision import autocast_factory, resolve_amp
@@ -88,6 +89,7 @@ class Trainer:
     regions: dict = attrs.Factory(dict)  # eid -> (N,) region codes of its neurons
     specs: dict = attrs.Factory(dict)  # modality -> ModalitySpec, the recipe's modalities
     amp: str = "off"  # train.amp resolved for the device: off | bf16 | fp16
+    average: WeightAverage | None = None  # train.ema: the weights' moving average, the run's model
 
     # ------------------------------------------------------------------ construction
 
@@ -129,6 +131,8 @@ class Trainer:
         trainer.world = world
         trainer.specs = specs
         trainer.amp = amp
+        if settings.ema:
+            trainer.average = WeightAverage(model, settings.ema)
         if settings.progress and world.main:
             print(amp_reason, file=sys.stderr, flush=True)
         if world.distributed:
@@ -140,8 +144,11 @@ class Trainer:
     def state(self) -> dict:
         # Every rank's random streams, so a resumed multi-process run draws what it would have.
         generators = distributed.gather_objects((self.generator.get_state(), torch.get_rng_state()))
-        return {
-            "model": self.model.state_dict(),
+        state = {
+            # Under train.ema the model is the average (what evaluation, finetuning and export read)
+            # and the weights being trained travel beside it, for resuming.
+            "model": self.average.model_state(self.model) if self.average else self.model.state_dict(),
+            **({"train_model": self.model.state_dict()} if self.average else {}),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -154,10 +161,13 @@ class Trainer:
             "best": self.best,
             "stale": self.stale,
         }
+        return state
 
     def restore(self, record: RunRecord) -> None:
         state = record.checkpoint("last")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("train_model", state["model"]))
+        if self.average is not None:  # the saved average, or (a run saved without one) the weights
+            self.average.load(state["model"] if "train_model" in state else self.model.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
@@ -226,6 +236,8 @@ class Trainer:
                 self.schedule.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
+                if self.average is not None:
+                    self.average.update(self.step)
             tick = time.perf_counter()
             busy += tick - got
             n_trials += batch.size
@@ -309,7 +321,8 @@ class Trainer:
             row["step"] = self.step
             self.epoch += 1
             if self.epoch % s.validate_every == 0 or self.epoch == s.epochs:
-                row.update(self.validate())
+                with self.average.swapped_in() if self.average else contextlib.nullcontext():
+                    row.update(self.validate())
                 if self.improved(row[s.select]):
                     self.best, self.stale = row[s.select], 0
                     self.record.put_checkpoint("best", self.state())  # every rank: state() gathers
