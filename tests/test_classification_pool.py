@@ -84,7 +84,7 @@ def test_the_defaults_are_the_mean_pool_and_the_loss_over_every_trial():
 def _loss(head: ClassificationHead, mask: torch.Tensor) -> tuple[float, float]:
     torch.manual_seed(1)
     total, count = head.loss(head(torch.randn(4, BINS, HIDDEN), "s"), torch.tensor([0, 1, 2, 1]), mask)
-    return float(total), float(count)
+    return float(total.detach()), float(count)
 
 
 def test_loss_on_all_covers_the_visible_trials_while_training_only():
@@ -106,3 +106,23 @@ def test_loss_on_all_covers_the_visible_trials_while_training_only():
 def test_an_unknown_loss_on_is_refused():
     with pytest.raises(ValueError, match="loss_on"):
         ClassificationHead.Settings(2, loss_on="visible")
+
+
+def test_the_mlp_readout_is_a_hidden_gelu_layer_over_the_mean_token():
+    head = ClassificationHead("block", HIDDEN, BINS, ClassificationHead.Settings(3, mlp=5))
+    head.add_session("s", 1)
+    layer = head.layers["s"]
+    assert set(layer.state_dict()) == {"hidden.weight", "hidden.bias", "linear.weight", "linear.bias"}
+    tokens = torch.randn(4, BINS, HIDDEN)
+    expected = layer.linear(torch.nn.functional.gelu(layer.hidden(tokens.mean(dim=1))))
+    assert torch.allclose(head(tokens, "s"), expected, atol=1e-6)
+    head.start_at_trivial("s", torch.tensor([0, 0, 1, 2]))  # the readout start sets the last bias
+    prior = torch.tensor([3.0, 2.0, 2.0]) / 7
+    assert torch.allclose(layer.linear.bias, prior.log() - prior.log().mean(), atol=1e-6)
+
+
+def test_an_mlp_readout_with_the_weighted_pool_is_refused_with_the_fix():
+    with pytest.raises(NedsError, match="use pool: mean with it, or mlp: 0"):
+        ClassificationHead.Settings(3, pool="weighted", mlp=8)
+    with pytest.raises(ValueError, match="mlp"):
+        ClassificationHead.Settings(3, mlp=-1)

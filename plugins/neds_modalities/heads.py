@@ -151,6 +151,24 @@ class _MeanPool(nn.Linear):
         return super().forward(hidden.mean(dim=1))
 
 
+class _MeanPoolMLP(nn.Module):
+    """The mean output token -> Linear(hidden -> width) -> GELU -> Linear(width -> n_classes): a
+    non-linear readout, so a per-trial variable can be carved out of the shared representation by
+    the head's own capacity instead of by a larger gradient into the shared layers."""
+
+    def __init__(self, hidden: int, width: int, n_classes: int):
+        super().__init__()
+        self.hidden = nn.Linear(hidden, width)
+        self.linear = nn.Linear(width, n_classes)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.linear.bias
+
+    def forward(self, hidden):
+        return self.linear(F.gelu(self.hidden(hidden.mean(dim=1))))
+
+
 class ClassificationHead(Head):
     """The variable's output tokens pooled -> per-session Linear(hidden -> n_classes) -> logits;
     cross-entropy averaged over the trials (all of them while training, see ``loss_on``; the
@@ -175,12 +193,21 @@ class ClassificationHead(Head):
         # from the input). Validation and evaluation always score the masked trials only, so
         # val_loss keeps its meaning.
         loss_on: str = attrs.field(default="all", validator=attrs.validators.in_(("masked", "all")))
+        # Width of a hidden GELU layer between the mean token and the logits (0: the linear readout).
+        mlp: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+
+        def __attrs_post_init__(self):
+            if self.mlp and self.pool != "mean":
+                raise NedsError(f"classification head: mlp {self.mlp} reads the mean token; use pool: mean with it, or mlp: 0")
 
     def __init__(self, modality, hidden, n_bins, settings: Settings):
         super().__init__(modality, hidden, n_bins, settings)
         n = self.settings.n_classes
         if self.settings.pool == "weighted":
             self.layers = SessionLayers(lambda _: _WeightedPool(hidden, n_bins, n), f"{modality} head")
+        elif self.settings.mlp:
+            width = self.settings.mlp
+            self.layers = SessionLayers(lambda _: _MeanPoolMLP(hidden, width, n), f"{modality} head")
         else:
             self.layers = SessionLayers(lambda _: _MeanPool(hidden, n), f"{modality} head")
 
