@@ -181,6 +181,11 @@ class ClassificationHead(Head):
     and no setting beat the mean on every metric (benchmarks/results/loss_balance.md, "Per-trial
     readouts"). Under it the readout start sets only the bias; the random weights dominate the
     first logits.
+
+    ``mlp: N`` (with the mean pool) adds a GELU layer of width N before the logits: on the quality
+    suite's 4 reference pairs, width 128 on choice and block lifted block balanced accuracy from 0.90
+    to 0.96 with the other metrics level or up (the same file, "Weight averaging, the last
+    checkpoint and a hidden layer in the per-trial readout").
     """
 
     @attrs.frozen
