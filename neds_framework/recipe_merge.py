@@ -3,6 +3,7 @@ into one dictionary that remembers where each key came from."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,26 @@ from neds_framework.errors import NedsError
 from neds_framework.recipe_schema import KeyPath
 
 SET_ORIGIN = "--set"
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false are booleans. PyYAML follows
+    YAML 1.1, where off/on/yes/no/y/n are booleans too, so ``amp: off`` would reach a string
+    setting as False and be refused."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe YAML text (safe: plain data only; YAML 1.2 booleans, see `RecipeLoader`)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
 
 
 @attrs.frozen
@@ -40,7 +61,7 @@ def read_yaml(path: Path, named_by: str = "") -> dict:
     except OSError as exc:
         raise NedsError(f"{where}cannot read recipe file '{path}': {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -146,7 +167,7 @@ def apply_overrides(raw: RawRecipe, overrides: list[str]) -> RawRecipe:
         if not sep or not all(keys):
             raise NedsError(f"--set {item!r}: expected key.path=value, e.g. --set train.lr=0.001")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError as exc:
             raise NedsError(f"--set {item!r}: the value is not valid YAML: {getattr(exc, 'problem', exc)}") from None
         patch: Any = value

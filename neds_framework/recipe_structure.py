@@ -86,7 +86,12 @@ def _strict_scalar_hooks(conv: cattrs.Converter) -> None:
         except ValueError:
             raise _StructureError(f"expected float, got {value!r}") from None
 
-    conv.register_structure_hook(bool, expect(bool, lambda v: isinstance(v, bool)))
+    def to_bool(value, _):
+        if not isinstance(value, bool):  # recipes read YAML 1.2 booleans: yes/no/on/off stay strings
+            raise _StructureError(f"expected bool (true or false), got {value!r}")
+        return value
+
+    conv.register_structure_hook(bool, to_bool)
     conv.register_structure_hook(int, expect(int, lambda v: isinstance(v, int) and not isinstance(v, bool)))
     conv.register_structure_hook(str, expect(str, lambda v: isinstance(v, str)))
     conv.register_structure_hook(float, to_float)

@@ -107,7 +107,7 @@ def test_dump_round_trips(base, regs, tmp_path):
     [
         ("train.optimizer.lr=fast", "train.optimizer.lr: expected float, got 'fast'"),
         ("train.epochs=2.5", "train.epochs: expected int, got 2.5"),
-        ("train.amp=maybe", "train.amp: expected bool, got 'maybe'"),
+        ("train.amp=maybe", "train.amp: expected bool (true or false), got 'maybe'"),
         ("train.optimizer.lrr=1", "train.optimizer.lrr: unknown key; did you mean 'lr'?"),
         ("masker.ratoi=1", "masker.ratoi: unknown key; did you mean 'ratio'?"),
         ("masker.name=tmporal", "masker.name: unknown masker 'tmporal'; did you mean 'temporal'?"),
@@ -282,3 +282,22 @@ def test_non_plugin_sections_merge_key_by_key(base, regs, tmp_path, child, check
     path = write(tmp_path / "child.yaml", f"extends: base.yaml\n{child}\n")
     assert check(load_recipe(path, registries=regs))
     assert check(load_recipe(base, [child.replace(": {", ".", 1).replace("}", "").replace(": ", "=", 1)], regs))
+
+
+def test_yaml_1_1_words_stay_strings_so_amp_off_reads_as_written(tmp_path):
+    """PyYAML's YAML 1.1 reads off/on/yes/no as booleans; recipes use YAML 1.2 booleans
+    (true/false only), so the README's `amp: off` reaches the string setting as "off"."""
+    from neds_framework.plugins import get_plugins, reset_plugins
+
+    reset_plugins()
+    regs = get_plugins().registries
+    quickstart = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    child = write(tmp_path / "fp32.yaml", f"extends: {quickstart}\ntrain: {{amp: off}}\neval: {{amp: off}}\n")
+    loaded = load_recipe(child, registries=regs)
+    assert loaded.section("train").amp == "off" and loaded.section("eval").amp == "off"
+    assert load_recipe(quickstart, ["train.amp=off", "finetune.amp=off"], regs).section("train").amp == "off"
+    assert yaml.safe_load(dump_recipe(loaded))["train"]["amp"] == "off"  # dumped quoted for YAML 1.1 readers
+    # true/false are still booleans; a YAML 1.1 boolean word where a bool is expected is refused by name.
+    assert load_recipe(quickstart, ["train.val_metrics=true"], regs).section("train").val_metrics is True
+    with pytest.raises(NedsError, match=r"train\.val_metrics: expected bool \(true or false\), got .yes."):
+        load_recipe(quickstart, ["train.val_metrics=yes"], regs)

@@ -6,12 +6,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from neds_framework.engine.record import read_table
 from neds_framework.engine.eval_tables import format_summary, summarise
 from neds_framework.engine.record import RunRecord
 from neds_framework.errors import NedsError
+from neds_framework.recipe_merge import load_yaml
 
 
 def _last_finite(column) -> float:
@@ -28,7 +28,7 @@ def describe_run(run_dir: str | Path, split: str = "test", per_session: bool = F
         if key in meta
     )
     lines.append(f"  versions: {versions or 'unknown'}; seed {record.meta_value('seed', '?')}")
-    recipe = yaml.safe_load(meta["recipe"]) if "recipe" in meta else {}
+    recipe = load_yaml(meta["recipe"]) if "recipe" in meta else {}
     if recipe:
         model = recipe.get("model") or {}
         size = ", ".join(f"{k} {model[k]}" for k in ("layers", "hidden", "heads", "ffn", "mode") if k in model)
