@@ -15,11 +15,17 @@ benchmarks/results/suite, or suite_quick with --quick). `--skip-quality` reuses 
 from an earlier run and `--skip-speed` the speed benchmarks' last results, so the long quality part
 and the speed part (which wants a quiet machine) can run at different times; both flags together
 redraw the tables and plots. Exits 1 when a sanity check fails.
+
+`--reference PATH` (a checkout of github yzhang511/NEDS) is checked first, imports and packages
+included, so a missing package stops the suite at once. `--workdir DIR` keeps the quality runs
+there; running again with the same folder reuses every run that finished with the same recipe
+and code, so an interrupted suite goes on where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -36,6 +42,7 @@ from ._results import RESULTS, machine
 from .plots import load_json
 
 from neds_framework.atomic import atomic_write_text
+from neds_framework.errors import NedsError
 
 # Speed and scaling benchmarks, in the order the suite runs them (each writes results/<name>[_quick].*).
 SPEED = ("bench_binning", "bench_prepare", "bench_train_step", "bench_model_size", "bench_quickstart", "bench_scale",
@@ -186,6 +193,10 @@ def main(argv=None) -> int:
                         help="a checkout of the reference NEDS (github yzhang511/NEDS): adds its row and learning curves")
     parser.add_argument("--reference-commit", default=None,
                         help="the reference checkout's commit, recorded in the results when the checkout is not a git work tree")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the quality runs in this folder (default: a temporary one, deleted); run again "
+                             "with the same folder to go on after an interruption: finished runs of the same "
+                             "recipe and code are reused")
     args = parser.parse_args(argv)
     out = args.out or RESULTS / ("suite_quick" if args.quick else "suite")
     out.mkdir(parents=True, exist_ok=True)
@@ -197,13 +208,23 @@ def main(argv=None) -> int:
         params, values, quality_machine = saved["params"], saved["values"], saved.get("machine", {})
     else:
         params, quality_machine = (quality.QUICK if args.quick else quality.FULL), machine()
-        with tempfile.TemporaryDirectory(prefix="neds-suite-") as tmp:
-            if args.reference is None:
-                print("reference: no checkout given (--reference PATH); running this project's rows only", file=sys.stderr)
-            elif not (args.reference / "src" / "multi_modal" / "mm.py").exists():
-                raise SystemExit(f"--reference {args.reference}: no src/multi_modal/mm.py there; give a checkout of "
-                                 "github yzhang511/NEDS")
-            values = quality.run_quality(Path(tmp), args.quick, args.reference, args.reference_commit)
+        if args.reference is None:
+            print("reference: no checkout given (--reference PATH); running this project's rows only", file=sys.stderr)
+        else:  # before hours of our runs: its checkout and the packages its code imports
+            from .reference import preflight
+
+            try:
+                preflight(args.reference)
+            except NedsError as exc:
+                raise SystemExit(f"error: {exc}") from None
+        with contextlib.ExitStack() as stack:
+            if args.workdir is None:
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="neds-suite-")))
+            else:
+                workdir = args.workdir.resolve()
+                workdir.mkdir(parents=True, exist_ok=True)
+                print(f"quality runs: {workdir} (kept; finished runs there are reused)", file=sys.stderr)
+            values = quality.run_quality(workdir, args.quick, args.reference, args.reference_commit)
     md, problems = write_quality(out, params, values)
     if not args.skip_quality:
         atomic_write_text(out / "quality.json", json.dumps(

@@ -379,7 +379,10 @@ def main(argv=None) -> int:
     if args.reference is not None:
         from . import reference as glue
 
-        glue.check_checkout(args.reference)
+        try:  # its checkout and the packages its code imports, before any of our rows
+            glue.preflight(args.reference)
+        except glue.NedsError as exc:
+            raise SystemExit(f"error: {exc}") from None
     torch.set_num_threads(args.threads)
     ceilings = {"fp32": max(matmul_ceiling(args.quick).values()),
                 "bf16": max(matmul_ceiling(args.quick, torch.bfloat16).values())}

@@ -23,7 +23,11 @@ per spike and wheel R² against the optimiser step, for NEDS and the reference.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+from neds_framework.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NEDS_RUN = str(Path(sys.executable).with_name("neds-run"))
@@ -66,13 +72,36 @@ def _neds_run(workdir: Path, name: str, recipe: dict, threads: int = 2) -> Path:
     path = workdir / f"{name}.yaml"
     body = {"extends": str(ROOT / "recipes" / "quickstart.yaml"), **recipe}
     body["run"] = {"name": name, **recipe.get("run", {})}
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    text = yaml.safe_dump(body, sort_keys=False)
     sets = ["train.progress=false", f"train.threads={threads}", f"finetune.threads={threads}", f"eval.threads={threads}", f"fit.threads={threads}"]
+    # A kept work folder (--workdir) holds `<name>.done` beside each finished run: the same recipe
+    # again reuses the run instead of repeating it, so an interrupted suite goes on where it stopped.
+    done_marker, key = workdir / f"{name}.done", text + "\n".join(sets) + "\n" + code_version()
+    run_dir = workdir / "runs" / name
+    if done_marker.exists() and done_marker.read_text() == key and run_dir.is_dir():
+        return run_dir
+    done_marker.unlink(missing_ok=True)
+    if run_dir.is_dir() and any(stage in recipe.get("stages", []) for stage in ("train", "finetune", "fit")):
+        shutil.rmtree(run_dir)  # an unfinished earlier attempt: start that run again from nothing
+    path.write_text(text)
     cmd = [NEDS_RUN, str(path)] + [a for s in sets for a in ("--set", s)]
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-    return workdir / "runs" / name
+    atomic_write_text(done_marker, key)
+    return run_dir
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """What a finished run's reuse also depends on besides its recipe: a hash of the code and the
+    recipes it runs (the framework, the plugins, the recipes, the benchmarks), so a kept work folder
+    never hands back a run made by other code."""
+    digest = hashlib.sha256()
+    for folder, pattern in (("neds_framework", "*.py"), ("plugins", "*.py"), ("recipes", "*.yaml"), ("benchmarks", "*.py")):
+        for path in sorted((ROOT / folder).rglob(pattern)):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"code {digest.hexdigest()}"
 
 
 def _rows(run_dir: Path) -> list[tuple]:
@@ -197,9 +226,15 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None, refer
     def run_ref(eid, i, steps, seed):
         from .reference import run_reference
 
-        return run_reference(reference, workdir / f"store_{i}.h5", eid, steps, seed=seed, layers=p["layers"],
-                             hidden=p["hidden"], heads=4, ffn=2 * p["hidden"], lr=p["lr"],
-                             eval_every=max(1, steps // 10), threads=threads, reference_commit=reference_commit)
+        settings = dict(seed=seed, layers=p["layers"], hidden=p["hidden"], heads=4, ffn=2 * p["hidden"], lr=p["lr"],
+                        eval_every=max(1, steps // 10), threads=threads, reference_commit=reference_commit)
+        out, done_marker = workdir / f"reference_s{seed}_{i}.json", workdir / f"reference_s{seed}_{i}.done"
+        key = json.dumps({"reference": str(reference), "eid": eid, "steps": steps, **settings, "code": code_version()}, sort_keys=True)
+        if out.exists() and done_marker.exists() and done_marker.read_text() == key:
+            return json.loads(out.read_text())  # finished in an earlier attempt in this --workdir
+        result = run_reference(reference, workdir / f"store_{i}.h5", eid, steps, out=out, **settings)
+        atomic_write_text(done_marker, key)
+        return result
 
     # Independent runs go `jobs` at a time (one thread each: small models use 2 cores better as 2
     # processes); the longest first (the reference, then pretraining), so the pool does not end on

@@ -588,9 +588,11 @@ def run(args: argparse.Namespace) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.reference", description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", required=True, help="root of a NEDS checkout (has src/ and data/)")
-    p.add_argument("--store", required=True, help="our prepared HDF5 store")
-    p.add_argument("--eid", required=True)
-    p.add_argument("--steps", type=int, required=True, help="optimiser steps (= OneCycleLR total_steps)")
+    p.add_argument("--check", action="store_true",
+                   help="only import its code (checkout and Python packages) and exit: 0 when it would run")
+    p.add_argument("--store", help="our prepared HDF5 store")
+    p.add_argument("--eid")
+    p.add_argument("--steps", type=int, help="optimiser steps (= OneCycleLR total_steps)")
     p.add_argument("--seed", type=int, default=42, help="its 42: init, loader order, per-epoch reseeding")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-batch-size", type=int, default=16, help="its trainer_mm.yaml test_batch_size")
@@ -604,13 +606,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--reference-commit", help="the checkout's commit, when it is not a git work tree")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.check:
+        missing = [f"--{name.replace('_', '-')}" for name in ("store", "eid", "steps", "out") if getattr(args, name) is None]
+        if missing:
+            p.error(f"the following arguments are required: {', '.join(missing)}")
     try:
+        if args.check:
+            import_reference(Path(args.reference))
+            return 0
         result = run(args)
     except NedsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -619,6 +629,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def preflight(reference: Path, timeout: float = 300) -> None:
+    """Raise `NedsError` (one line) unless the reference's code imports from ``reference`` here: the
+    checkout's files and the Python packages it needs (torcheval, einops, transformers). Benchmarks
+    call it before their first run, so a missing package is found in seconds, not after hours of
+    this project's runs. It imports in a subprocess, so this process stays free of its modules."""
+    cmd = [sys.executable, "-m", "benchmarks.reference", "--reference", str(reference), "--check"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        message = lines[-1].removeprefix("error: ") if lines else f"exit status {done.returncode}"
+        message = message.split(": ", 1)[1] if message.startswith("--reference ") and ": " in message else message
+        raise NedsError(f"--reference {reference}: cannot run the reference: {message}")
 
 
 def run_reference(reference: Path, store: Path, eid: str, steps: int, seed: int = 42, *, out: Path | None = None,

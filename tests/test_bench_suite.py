@@ -58,3 +58,32 @@ def test_skip_quality_without_an_earlier_run_says_what_to_do(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "no " in done.stderr and "quality.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_kept_workdir_reuses_finished_runs_of_the_same_recipe_and_code(tmp_path, monkeypatch):
+    """`--workdir`: a run that finished (its `.done` marker holds its recipe and the code's hash)
+    is not repeated; another recipe, or an unfinished run, runs again from nothing."""
+    from benchmarks import quality
+
+    calls = []
+
+    def fake_run(cmd, cwd, **kwargs):
+        recipe = quality.yaml.safe_load(Path(cmd[1]).read_text())
+        run_dir = Path(cwd) / "runs" / recipe["run"]["name"]
+        assert not (run_dir / "partial").exists(), "an unfinished run must start again from nothing"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        calls.append(recipe["train"]["epochs"])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(quality.subprocess, "run", fake_run)
+    recipe = {"stages": ["train"], "train": {"epochs": 3}}
+    first = quality._neds_run(tmp_path, "single_s0_0", recipe)
+    assert quality._neds_run(tmp_path, "single_s0_0", recipe) == first and calls == [3]
+    quality._neds_run(tmp_path, "single_s0_0", {"stages": ["train"], "train": {"epochs": 4}})
+    assert calls == [3, 4]
+    (tmp_path / "single_s0_0.done").unlink()  # killed before it finished: its folder is stale
+    (first / "partial").write_text("")
+    quality._neds_run(tmp_path, "single_s0_0", {"stages": ["train"], "train": {"epochs": 4}})
+    assert calls == [3, 4, 4]
+    marker = (tmp_path / "single_s0_0.done").read_text()
+    assert quality.code_version() in marker and "epochs: 4" in marker

@@ -23,6 +23,7 @@ import torch
 from benchmarks import reference as R
 from neds_framework import cli
 from neds_framework.data.store import SessionStore
+from neds_framework.errors import NedsError
 from neds_framework.plugins import reset_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,3 +299,25 @@ def test_the_input_leak_check_finds_a_prediction_that_reads_its_hidden_input(lea
     leak = R.input_leak(trainer, model, "e", values, preds, 4, 3, modalities)
     assert set(leak) == {"choice", "wheel"} and leak["wheel"] == 0.0
     assert (leak["choice"] > 0) == leaky
+
+
+def test_the_preflight_names_a_missing_package_in_one_line_before_any_run(tmp_path):
+    """`--check`, `preflight` and the suite all stop at once, with the pip name, when the
+    reference's code imports a package that is not installed (the suite used to find out hours in)."""
+    fake = _fake_checkout(tmp_path / "fake", "import not_a_real_package_neds\n")
+    rc, err = _cli("--reference", str(fake), "--check")
+    assert rc == 2 and err.count("\n") == 0 and "pip install not_a_real_package_neds" in err, err
+    with pytest.raises(NedsError, match=r"^--reference \S+: cannot run the reference: the reference's code needs "
+                                        r"the Python package 'not_a_real_package_neds'"):
+        R.preflight(fake)
+    rc, err = _cli("--reference", str(tmp_path / "nowhere"), "--check")
+    assert rc == 2 and "no such folder" in err
+    rc, err = _cli("--reference", str(fake))  # without --check the run's arguments are required
+    assert rc == 2 and "--store, --eid, --steps, --out" in err, err
+    work = tmp_path / "work"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--skip-speed", "--reference", str(fake),
+                           "--workdir", str(work), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --reference ") and "not_a_real_package_neds" in done.stderr
+    assert not work.exists()  # stopped before the first run
