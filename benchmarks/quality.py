@@ -224,12 +224,13 @@ def run_quality(workdir: Path, quick: bool, reference: Path | None = None, refer
                 references[("reference", seed, i)] = (eid, i, steps[i], seed)
 
     def run_ref(eid, i, steps, seed):
-        from .reference import run_reference
+        from .reference import reference_commit as checkout_commit, run_reference
 
         settings = dict(seed=seed, layers=p["layers"], hidden=p["hidden"], heads=4, ffn=2 * p["hidden"], lr=p["lr"],
                         eval_every=max(1, steps // 10), threads=threads, reference_commit=reference_commit)
         out, done_marker = workdir / f"reference_s{seed}_{i}.json", workdir / f"reference_s{seed}_{i}.done"
-        key = json.dumps({"reference": str(reference), "eid": eid, "steps": steps, **settings, "code": code_version()}, sort_keys=True)
+        key = json.dumps({"reference": str(reference), "commit": checkout_commit(reference, reference_commit), "eid": eid,
+                          "steps": steps, **settings, "code": code_version()}, sort_keys=True)
         if out.exists() and done_marker.exists() and done_marker.read_text() == key:
             return json.loads(out.read_text())  # finished in an earlier attempt in this --workdir
         result = run_reference(reference, workdir / f"store_{i}.h5", eid, steps, out=out, **settings)

@@ -640,9 +640,9 @@ def preflight(reference: Path, timeout: float = 300) -> None:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        message = lines[-1].removeprefix("error: ") if lines else f"exit status {done.returncode}"
-        message = message.split(": ", 1)[1] if message.startswith("--reference ") and ": " in message else message
-        raise NedsError(f"--reference {reference}: cannot run the reference: {message}")
+        # Its one line already names the checkout or the missing package and how to fix it.
+        raise NedsError(lines[-1].removeprefix("error: ") if lines else f"--reference {reference}: the import check "
+                        f"failed with exit status {done.returncode}")
 
 
 def run_reference(reference: Path, store: Path, eid: str, steps: int, seed: int = 42, *, out: Path | None = None,
